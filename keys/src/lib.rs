@@ -21,6 +21,7 @@ mod jwks;
 mod jws;
 mod key;
 pub mod keyfile;
+pub mod proto;
 mod trust;
 
 pub use claims::{

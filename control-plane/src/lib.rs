@@ -1,0 +1,16 @@
+//! The control plane: the vendor's licensing server (DESIGN.md "Control plane").
+//!
+//! - [`domain`]: pure types and rules (license state machine, settings, roles,
+//!   audit chain). No I/O, no clock.
+//! - [`store`]: the [`store::Store`] trait and its sled implementation, with
+//!   group commit.
+//! - [`secrets`]: the key-encryption key and what it seals.
+//! - [`clock`]: the injected clock.
+
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod domain;
+pub mod error;
+pub mod secrets;
+pub mod store;

@@ -1,0 +1,130 @@
+//! Storage: the [`Store`] trait the rest of the control plane uses, and its
+//! embedded sled implementation.
+//!
+//! The trait speaks only domain types, in shapes a SQL table could hold (one row
+//! per license, user, key and audit record), so a PostgreSQL implementation can
+//! follow. Every write goes through [`Store::commit`]: one atomic step that
+//! applies record changes and appends their audit records to the hash chain, and
+//! returns only once the step is durable.
+
+pub mod group_commit;
+pub mod sled_store;
+
+use crate::domain::audit::{AuditEvent, AuditRecord};
+use crate::domain::ids::{LicenseId, SecretDigest, UserId};
+use crate::domain::license::{License, Status};
+use crate::domain::settings::Settings;
+use crate::domain::user::User;
+use crate::error::Result;
+use keys::UnixTime;
+use keys::keyfile::SealedKey;
+use serde::{Deserialize, Serialize};
+
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A write of one license, checked against the version it was read at.
+#[derive(Debug, Clone)]
+pub struct LicenseWrite {
+    pub license: License,
+    /// The version the writer read; `None` for a new license, which must not exist.
+    pub expected_version: Option<u64>,
+}
+
+/// The lifecycle state of a signing or root key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyState {
+    /// Signs new leases (signing) or is the current root.
+    Active,
+    /// No longer signs; what it signed stays valid until it expires.
+    Retired,
+    /// Compromised: its kid is on the revoked list.
+    Revoked,
+}
+
+/// A root or signing key as stored: sealed under the key-encryption key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyRecord {
+    pub kid: String,
+    pub role: keys::keyfile::KeyRole,
+    pub sealed: SealedKey,
+    /// For signing keys: the certificate chain, pinned-root side first.
+    pub chain: Vec<String>,
+    pub state: KeyState,
+    pub created_at: UnixTime,
+    pub activated_at: Option<UnixTime>,
+    pub retired_at: Option<UnixTime>,
+}
+
+/// Everything one atomic step writes.
+#[derive(Debug, Default)]
+pub struct Change {
+    pub licenses: Vec<LicenseWrite>,
+    pub users: Vec<User>,
+    pub settings: Option<Settings>,
+    pub keys: Vec<KeyRecord>,
+    /// Audit records appended to the chain in the same step, stamped `at`.
+    pub audit: Vec<AuditEvent>,
+}
+
+impl Change {
+    pub fn is_empty(&self) -> bool {
+        self.licenses.is_empty()
+            && self.users.is_empty()
+            && self.settings.is_none()
+            && self.keys.is_empty()
+            && self.audit.is_empty()
+    }
+}
+
+/// Filters and a page of the license list, ordered by id.
+#[derive(Debug, Clone, Default)]
+pub struct LicenseQuery {
+    pub status: Option<Status>,
+    pub customer: Option<String>,
+    /// Return ids strictly after this one.
+    pub after: Option<LicenseId>,
+    pub limit: usize,
+}
+
+/// Filters and a page of the audit log, ordered by sequence number.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub target: Option<String>,
+    pub action: Option<String>,
+    pub from: Option<UnixTime>,
+    pub until: Option<UnixTime>,
+    /// Return records with `seq` strictly after this one.
+    pub after: Option<u64>,
+    pub limit: usize,
+}
+
+/// A page of results and the cursor of the next one.
+#[derive(Debug, Clone)]
+pub struct Page<T, C> {
+    pub items: Vec<T>,
+    pub next: Option<C>,
+}
+
+/// The control plane's storage.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Whether `init` has run (the schema-version key exists).
+    async fn is_initialized(&self) -> Result<bool>;
+    async fn license(&self, id: &LicenseId) -> Result<Option<License>>;
+    async fn licenses(&self, query: &LicenseQuery) -> Result<Page<License, LicenseId>>;
+    async fn user(&self, id: &UserId) -> Result<Option<User>>;
+    async fn user_by_token(&self, digest: &SecretDigest) -> Result<Option<User>>;
+    async fn users(&self) -> Result<Vec<User>>;
+    /// The stored settings, or the defaults.
+    async fn settings(&self) -> Result<Settings>;
+    async fn keys(&self) -> Result<Vec<KeyRecord>>;
+    async fn audit(&self, query: &AuditQuery) -> Result<Page<AuditRecord, u64>>;
+    /// Applies `change` atomically, appends its audit records stamped `at`, and
+    /// returns once all of it is durable. Fails with `Error::Conflict`, writing
+    /// nothing, if a license changed since the version a write expects.
+    async fn commit(&self, change: Change, at: UnixTime) -> Result<Vec<AuditRecord>>;
+    /// Marks the store initialized (writes the schema version) within `change`.
+    async fn initialize(&self, change: Change, at: UnixTime) -> Result<Vec<AuditRecord>>;
+}

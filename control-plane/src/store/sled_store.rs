@@ -1,0 +1,328 @@
+//! The embedded store on sled 0.34.
+//!
+//! Trees: `meta` (schema version, settings, audit chain head), `licenses` (id →
+//! JSON), `users` (id → JSON), `tokens` (API token digest → user id), `keys` (kid →
+//! sealed key record), `audit` (big-endian seq → JSON). A [`Change`] is one sled
+//! transaction over all six trees, so a state change and its audit record land
+//! together or not at all; then [`GroupCommit`] flushes before the caller is
+//! answered.
+//!
+//! Durability: sled's flush writes its log with `sync_file_range`-style syncing,
+//! which survives a process crash (`kill -9`), the promise DESIGN.md
+//! "Durability" makes; docs/operations.md states what it does not promise (power
+//! loss on some file systems).
+
+use super::group_commit::GroupCommit;
+use super::{AuditQuery, Change, KeyRecord, LicenseQuery, Page, SCHEMA_VERSION, Store};
+use crate::domain::audit::{AuditRecord, ChainHead};
+use crate::domain::ids::{LicenseId, SecretDigest, UserId};
+use crate::domain::license::License;
+use crate::domain::settings::Settings;
+use crate::domain::user::User;
+use crate::error::{Error, Result};
+use keys::UnixTime;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sled::Transactional as _;
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use std::path::Path;
+use std::sync::Arc;
+
+const SCHEMA_KEY: &[u8] = b"schema_version";
+const SETTINGS_KEY: &[u8] = b"settings";
+const HEAD_KEY: &[u8] = b"audit_head";
+
+#[derive(Debug, Clone)]
+pub struct SledStore {
+    db: sled::Db,
+    meta: sled::Tree,
+    licenses: sled::Tree,
+    users: sled::Tree,
+    tokens: sled::Tree,
+    keys: sled::Tree,
+    audit: sled::Tree,
+    group: Arc<GroupCommit>,
+}
+
+fn store_err(e: impl std::fmt::Display) -> Error {
+    Error::Store(e.to_string())
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(store_err)
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::Store(format!("a stored record is unreadable: {e}")))
+}
+
+/// Why a transaction stopped.
+enum Abort {
+    Conflict,
+    Other(Error),
+}
+
+type TxResult<T> = std::result::Result<T, ConflictableTransactionError<Abort>>;
+
+fn abort(e: Error) -> ConflictableTransactionError<Abort> {
+    ConflictableTransactionError::Abort(Abort::Other(e))
+}
+
+fn tx_decode<T: DeserializeOwned>(bytes: &[u8]) -> TxResult<T> {
+    decode(bytes).map_err(abort)
+}
+
+fn tx_encode<T: Serialize>(value: &T) -> TxResult<Vec<u8>> {
+    encode(value).map_err(abort)
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`. Must be called in a tokio runtime.
+    pub fn open(dir: &Path) -> Result<SledStore> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(128 * 1024 * 1024)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|e| Error::Store(format!("opening the store at {}: {e}", dir.display())))?;
+        let tree = |name: &str| db.open_tree(name).map_err(store_err);
+        let store = SledStore {
+            meta: tree("meta")?,
+            licenses: tree("licenses")?,
+            users: tree("users")?,
+            tokens: tree("tokens")?,
+            keys: tree("keys")?,
+            audit: tree("audit")?,
+            group: {
+                let db = db.clone();
+                GroupCommit::start(move || db.flush().map(drop).map_err(|e| e.to_string()))
+            },
+            db,
+        };
+        if let Some(version) = store.meta.get(SCHEMA_KEY).map_err(store_err)? {
+            let version: u32 = decode(&version)?;
+            if version > SCHEMA_VERSION {
+                return Err(Error::Store(format!(
+                    "the store has schema version {version}; this build reads up to {SCHEMA_VERSION}"
+                )));
+            }
+        }
+        Ok(store)
+    }
+
+    fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &[u8]) -> Result<Option<T>> {
+        tree.get(key)
+            .map_err(store_err)?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
+    /// Applies a change in one transaction; returns the audit records written.
+    fn apply(&self, change: &Change, at: UnixTime, init: bool) -> Result<Vec<AuditRecord>> {
+        let trees = (
+            &self.meta,
+            &self.licenses,
+            &self.users,
+            &self.tokens,
+            &self.keys,
+            &self.audit,
+        );
+        let result = trees.transaction(|(meta, licenses, users, tokens, keys, audit)| {
+            if init {
+                if meta.get(SCHEMA_KEY)?.is_some() {
+                    return Err(abort(Error::Conflict));
+                }
+                meta.insert(SCHEMA_KEY, tx_encode(&SCHEMA_VERSION)?)?;
+            }
+            for write in &change.licenses {
+                let id = write.license.id.as_str().as_bytes();
+                let current: Option<License> =
+                    licenses.get(id)?.map(|v| tx_decode(&v)).transpose()?;
+                if current.map(|l| l.version) != write.expected_version {
+                    return Err(ConflictableTransactionError::Abort(Abort::Conflict));
+                }
+                licenses.insert(id, tx_encode(&write.license)?)?;
+            }
+            for user in &change.users {
+                put_user(users, tokens, user)?;
+            }
+            if let Some(settings) = &change.settings {
+                meta.insert(SETTINGS_KEY, tx_encode(settings)?)?;
+            }
+            for key in &change.keys {
+                keys.insert(key.kid.as_bytes(), tx_encode(key)?)?;
+            }
+            let mut written = Vec::with_capacity(change.audit.len());
+            if !change.audit.is_empty() {
+                let mut head: ChainHead = match meta.get(HEAD_KEY)? {
+                    Some(v) => tx_decode(&v)?,
+                    None => ChainHead::default(),
+                };
+                for event in &change.audit {
+                    let record = AuditRecord::chain(&head, at, event.clone());
+                    audit.insert(&record.seq.to_be_bytes(), tx_encode(&record)?)?;
+                    head = record.head();
+                    written.push(record);
+                }
+                meta.insert(HEAD_KEY, tx_encode(&head)?)?;
+            }
+            Ok(written)
+        });
+        match result {
+            Ok(written) => Ok(written),
+            Err(TransactionError::Abort(Abort::Conflict)) => Err(Error::Conflict),
+            Err(TransactionError::Abort(Abort::Other(e))) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(store_err(e)),
+        }
+    }
+
+    async fn durable(&self) -> Result<()> {
+        self.group.durable().await.map_err(Error::Store)
+    }
+
+    /// Every audit record in order, for `audit verify`.
+    pub fn audit_records(&self) -> impl Iterator<Item = Result<AuditRecord>> + '_ {
+        self.audit.iter().map(|entry| {
+            let (_, value) = entry.map_err(store_err)?;
+            decode(&value)
+        })
+    }
+
+    /// Flushes and reports the size on disk (for shutdown and diagnostics).
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush().map(drop).map_err(store_err)
+    }
+}
+
+fn put_user(users: &TransactionalTree, tokens: &TransactionalTree, user: &User) -> TxResult<()> {
+    let id = user.id.as_str().as_bytes();
+    if let Some(old) = users.get(id)? {
+        let old: User = tx_decode(&old)?;
+        for digest in &old.token_digests {
+            tokens.remove(digest.as_str().as_bytes())?;
+        }
+    }
+    for digest in &user.token_digests {
+        tokens.insert(digest.as_str().as_bytes(), id)?;
+    }
+    users.insert(id, tx_encode(user)?)?;
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Store for SledStore {
+    async fn is_initialized(&self) -> Result<bool> {
+        Ok(self.meta.get(SCHEMA_KEY).map_err(store_err)?.is_some())
+    }
+
+    async fn license(&self, id: &LicenseId) -> Result<Option<License>> {
+        Self::get(&self.licenses, id.as_str().as_bytes())
+    }
+
+    async fn licenses(&self, query: &LicenseQuery) -> Result<Page<License, LicenseId>> {
+        let start = match &query.after {
+            Some(after) => std::ops::Bound::Excluded(after.as_str().as_bytes().to_vec()),
+            None => std::ops::Bound::Unbounded,
+        };
+        let limit = query.limit.max(1);
+        let mut items = Vec::new();
+        let mut next = None;
+        for entry in self.licenses.range((start, std::ops::Bound::Unbounded)) {
+            let (_, value) = entry.map_err(store_err)?;
+            let license: License = decode(&value)?;
+            if query.status.is_some_and(|s| license.state.status() != s)
+                || query
+                    .customer
+                    .as_ref()
+                    .is_some_and(|c| *c != license.customer)
+            {
+                continue;
+            }
+            if items.len() == limit {
+                next = items.last().map(|l: &License| l.id.clone());
+                break;
+            }
+            items.push(license);
+        }
+        Ok(Page { items, next })
+    }
+
+    async fn user(&self, id: &UserId) -> Result<Option<User>> {
+        Self::get(&self.users, id.as_str().as_bytes())
+    }
+
+    async fn user_by_token(&self, digest: &SecretDigest) -> Result<Option<User>> {
+        let Some(id) = self
+            .tokens
+            .get(digest.as_str().as_bytes())
+            .map_err(store_err)?
+        else {
+            return Ok(None);
+        };
+        Self::get(&self.users, &id)
+    }
+
+    async fn users(&self) -> Result<Vec<User>> {
+        self.users
+            .iter()
+            .map(|entry| decode(&entry.map_err(store_err)?.1))
+            .collect()
+    }
+
+    async fn settings(&self) -> Result<Settings> {
+        Ok(Self::get(&self.meta, SETTINGS_KEY)?.unwrap_or_default())
+    }
+
+    async fn keys(&self) -> Result<Vec<KeyRecord>> {
+        self.keys
+            .iter()
+            .map(|entry| decode(&entry.map_err(store_err)?.1))
+            .collect()
+    }
+
+    async fn audit(&self, query: &AuditQuery) -> Result<Page<AuditRecord, u64>> {
+        let start = query.after.map_or(1, |a| a.saturating_add(1));
+        let limit = query.limit.max(1);
+        let mut items = Vec::new();
+        let mut next = None;
+        for entry in self.audit.range(start.to_be_bytes()..) {
+            let (_, value) = entry.map_err(store_err)?;
+            let record: AuditRecord = decode(&value)?;
+            let keep = query
+                .target
+                .as_ref()
+                .is_none_or(|t| *t == record.event.target)
+                && query
+                    .action
+                    .as_ref()
+                    .is_none_or(|a| *a == record.event.action)
+                && query.from.is_none_or(|f| record.at >= f)
+                && query.until.is_none_or(|u| record.at < u);
+            if !keep {
+                continue;
+            }
+            if items.len() == limit {
+                next = items.last().map(|r: &AuditRecord| r.seq);
+                break;
+            }
+            items.push(record);
+        }
+        Ok(Page { items, next })
+    }
+
+    async fn commit(&self, change: Change, at: UnixTime) -> Result<Vec<AuditRecord>> {
+        if change.is_empty() {
+            return Ok(Vec::new());
+        }
+        let written = self.apply(&change, at, false)?;
+        self.durable().await?;
+        Ok(written)
+    }
+
+    async fn initialize(&self, change: Change, at: UnixTime) -> Result<Vec<AuditRecord>> {
+        let written = self.apply(&change, at, true)?;
+        self.durable().await?;
+        Ok(written)
+    }
+}
