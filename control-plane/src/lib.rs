@@ -10,7 +10,10 @@
 #![forbid(unsafe_code)]
 
 pub mod clock;
+pub mod config;
 pub mod domain;
 pub mod error;
+pub mod http;
 pub mod secrets;
+pub mod service;
 pub mod store;

@@ -1,0 +1,79 @@
+//! The one error type of the HTTP layer. Every failure answers
+//! `{"error": code, "message": text}`:
+//!
+//! | variant | status | error |
+//! |---|---|---|
+//! | `BadRequest` | 400 | `bad_request` |
+//! | `Unauthenticated` | 401 | `unauthenticated` |
+//! | `Forbidden` | 403 | `forbidden` |
+//! | `NotFound` | 404 | `not_found` |
+//! | `InvalidTransition` | 409 | `invalid_transition` |
+//! | `Conflict` | 409 | `conflict` |
+//! | `CloneSuspected` | 409 | `clone_suspected` |
+//! | payload too large | 413 | `payload_too_large` |
+//! | wrong content type | 415 | `unsupported_media_type` |
+//! | `Store`, `Internal` | 500 | `internal` (details go to the log only) |
+
+use crate::error::Error;
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    message: &'a str,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        let (status, code) = match &e {
+            Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            Error::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::InvalidTransition(_) => (StatusCode::CONFLICT, "invalid_transition"),
+            Error::Conflict => (StatusCode::CONFLICT, "conflict"),
+            Error::CloneSuspected(_) => (StatusCode::CONFLICT, "clone_suspected"),
+            Error::Store(_) | Error::Internal(_) => {
+                tracing::error!(error = %e, "request failed");
+                return ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the server log",
+                );
+            }
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            error: self.code,
+            message: &self.message,
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

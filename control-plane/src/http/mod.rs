@@ -1,0 +1,66 @@
+//! The HTTP skin: the only module that knows axum and wire types. Each resource
+//! module exposes `router()`; [`router`] assembles them with the body limit,
+//! timeout and JSON fallbacks, and [`serve`] binds it to a listener.
+
+pub mod admin;
+pub mod error;
+pub mod extract;
+pub mod licenses;
+pub mod wire;
+
+use crate::service::ControlPlane;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use error::ApiError;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::timeout::TimeoutLayer;
+
+/// Request bodies larger than this are refused with 413.
+pub const BODY_LIMIT: usize = 64 * 1024;
+/// Requests taking longer than this are answered 408.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub cp: Arc<ControlPlane>,
+}
+
+/// The whole API as a router, for `oneshot` tests and for [`serve`].
+pub fn router(cp: Arc<ControlPlane>) -> Router {
+    Router::new()
+        .merge(licenses::router())
+        .merge(admin::router())
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
+        })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(AppState { cp })
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then drains in-flight
+/// requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    cp: Arc<ControlPlane>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(cp).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

@@ -1,0 +1,1113 @@
+//! The control plane's operations: what each API call does, over the store, the
+//! clock and the signing key. The HTTP layer parses and authorizes; this module
+//! decides and writes. Every state change and its audit record go to the store
+//! in one `commit`.
+
+use crate::clock::Clock;
+use crate::domain::audit::{AuditEvent, AuditRecord};
+use crate::domain::ids::{ApiToken, LicenseId, LicenseKey, UserId};
+use crate::domain::license::{
+    Action, Binding, License, REBOUND_DEVICES_KEPT, RETIRED_KEYS_KEPT, State, lease_expiry,
+    transition,
+};
+use crate::domain::settings::{PolicyOverrides, Settings};
+use crate::domain::user::{Permission, Role, User};
+use crate::error::{Error, Result};
+use crate::secrets::Kek;
+use crate::store::{
+    AuditQuery, Change, KeyRecord, KeyState, LicenseQuery, LicenseWrite, Page, Store,
+};
+use keys::keyfile::KeyRole;
+use keys::proto::{Components, DeviceRequest, RequestKind, fingerprint_digest, license_key_digest};
+use keys::{
+    Denial, DenialReason, Entitlements, KeyCert, KeyUse, Lease, LeaseStatus, PrivateKey, PublicKey,
+    UnixTime,
+};
+use serde_json::json;
+use std::sync::{Arc, RwLock};
+
+/// How many times a read-modify-write is retried when another writer got there first.
+const CONFLICT_RETRIES: usize = 8;
+/// How long a signed denial is valid: long enough to reach the appliance.
+const DENIAL_TTL_SECS: i64 = 3600;
+/// Validity of the signing-key certificate made at `init`.
+const SIGNING_CERT_DAYS: i64 = 365;
+
+/// Who is acting, for permission checks and the audit log.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub id: String,
+    pub name: String,
+    /// `None` for the control plane itself and for appliances.
+    pub role: Option<Role>,
+    /// For customer users: the customer they may see.
+    pub customer: Option<String>,
+    pub ip: String,
+}
+
+impl Actor {
+    pub fn user(user: &User, ip: String) -> Actor {
+        Actor {
+            id: user.id.to_string(),
+            name: user.name.clone(),
+            role: Some(user.role),
+            customer: user.customer.clone(),
+            ip,
+        }
+    }
+
+    pub fn system() -> Actor {
+        Actor {
+            id: UserId::system().to_string(),
+            name: "control-plane".into(),
+            role: None,
+            customer: None,
+            ip: String::new(),
+        }
+    }
+
+    fn appliance(license: &LicenseId, ip: &str) -> Actor {
+        Actor {
+            id: format!("appliance:{license}"),
+            name: "appliance".into(),
+            role: None,
+            customer: None,
+            ip: ip.to_owned(),
+        }
+    }
+
+    pub fn allows(&self, permission: Permission) -> bool {
+        self.role.is_some_and(|r| r.allows(permission))
+    }
+
+    fn event(&self, action: &str, target: &str, metadata: serde_json::Value) -> AuditEvent {
+        AuditEvent {
+            action: action.into(),
+            target: target.into(),
+            actor_id: self.id.clone(),
+            actor_name: self.name.clone(),
+            ip: self.ip.clone(),
+            metadata,
+        }
+    }
+}
+
+/// The key that signs leases and denials, with its chain and the revoked kids.
+#[derive(Debug)]
+struct Signer {
+    key: PrivateKey,
+    chain: Vec<String>,
+    revoked: Vec<String>,
+}
+
+/// What `issue` needs.
+#[derive(Debug, Clone)]
+pub struct IssueRequest {
+    pub customer: String,
+    pub entitlements: Entitlements,
+    pub subscription_ends_at: Option<UnixTime>,
+    pub policy: PolicyOverrides,
+}
+
+/// Where a rebind moves a license.
+#[derive(Debug, Clone)]
+pub enum Rebind {
+    /// To the box with these fingerprint components (its device key binds at activation).
+    To(Components),
+    /// To whichever box activates next.
+    Unbind,
+}
+
+/// What the appliance is sent back.
+#[derive(Debug, Clone)]
+pub enum DeviceOutcome {
+    /// A fresh lease.
+    Lease(SignedResponse),
+    /// A signed refusal; the HTTP status says which kind (401 invalid key, 403 otherwise).
+    Denied {
+        reason: DenialReason,
+        response: SignedResponse,
+    },
+}
+
+/// A lease or denial with what the appliance needs to verify it.
+#[derive(Debug, Clone)]
+pub struct SignedResponse {
+    pub token: String,
+    pub chain: Vec<String>,
+    pub revoked_kids: Vec<String>,
+    pub heartbeat_interval_secs: u32,
+}
+
+/// What a sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SweepReport {
+    pub examined: u64,
+    pub expired: u64,
+    pub suspended: u64,
+}
+
+/// What `init` created.
+#[derive(Debug)]
+pub struct Initialized {
+    pub admin: User,
+    pub token: ApiToken,
+    pub root_kid: String,
+    pub signing_kid: String,
+}
+
+/// The control plane.
+#[derive(Debug)]
+pub struct ControlPlane {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    kek: Kek,
+    signer: RwLock<Arc<Signer>>,
+    issuer: String,
+}
+
+fn random_id() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|_| Error::internal("random number generator failed"))?;
+    Ok(keys::b64::encode(bytes))
+}
+
+impl ControlPlane {
+    /// Creates the store's first contents: a root key, a signing key certified by
+    /// it, default settings and the first super_admin. Refuses an initialized store.
+    pub async fn initialize(
+        store: &dyn Store,
+        clock: &dyn Clock,
+        kek: &Kek,
+        admin_name: &str,
+    ) -> Result<Initialized> {
+        if store.is_initialized().await? {
+            return Err(Error::bad_request(
+                "the store is already initialized; nothing was changed",
+            ));
+        }
+        let now = clock.now();
+        let root = PrivateKey::generate()?;
+        let signing = PrivateKey::generate()?;
+        let cert = keys::sign(
+            &root,
+            &KeyCert {
+                iss: "control-plane-root".into(),
+                iat: now,
+                nbf: now,
+                exp: now.plus(SIGNING_CERT_DAYS * 86_400),
+                jti: random_id()?,
+                kid: signing.kid().to_string(),
+                public: signing.public().to_b64(),
+                key_use: KeyUse::Lease,
+            },
+        )?;
+        let key_record = |key: &PrivateKey, role, chain| -> Result<KeyRecord> {
+            Ok(KeyRecord {
+                kid: key.kid().to_string(),
+                role,
+                sealed: kek.seal_private_key(key, role)?,
+                chain,
+                state: KeyState::Active,
+                created_at: now,
+                activated_at: Some(now),
+                retired_at: None,
+            })
+        };
+        let token = ApiToken::generate()?;
+        let admin = User {
+            id: UserId::generate()?,
+            name: admin_name.to_owned(),
+            role: Role::SuperAdmin,
+            customer: None,
+            token_digests: vec![token.digest()],
+            created_at: now,
+            disabled: false,
+        };
+        let actor = Actor::system();
+        let change = Change {
+            users: vec![admin.clone()],
+            settings: Some(Settings::default()),
+            keys: vec![
+                key_record(&root, KeyRole::Root, vec![])?,
+                key_record(&signing, KeyRole::Signing, vec![cert])?,
+            ],
+            audit: vec![
+                actor.event(
+                    "signing.create",
+                    root.kid().as_str(),
+                    json!({"role": "root"}),
+                ),
+                actor.event(
+                    "signing.create",
+                    signing.kid().as_str(),
+                    json!({"role": "signing", "certified_by": root.kid().as_str()}),
+                ),
+                actor.event(
+                    "user.create",
+                    admin.id.as_str(),
+                    json!({"name": admin.name, "role": "super_admin"}),
+                ),
+            ],
+            ..Change::default()
+        };
+        store.initialize(change, now).await?;
+        Ok(Initialized {
+            admin,
+            token,
+            root_kid: root.kid().to_string(),
+            signing_kid: signing.kid().to_string(),
+        })
+    }
+
+    /// Opens an initialized store: loads and unseals the active signing key.
+    pub async fn open(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        kek: Kek,
+        issuer: String,
+    ) -> Result<ControlPlane> {
+        if !store.is_initialized().await? {
+            return Err(Error::bad_request(
+                "the store is not initialized: run `control-plane init` first",
+            ));
+        }
+        let signer = Self::load_signer(store.as_ref(), &kek).await?;
+        Ok(ControlPlane {
+            store,
+            clock,
+            kek,
+            signer: RwLock::new(Arc::new(signer)),
+            issuer,
+        })
+    }
+
+    async fn load_signer(store: &dyn Store, kek: &Kek) -> Result<Signer> {
+        let records = store.keys().await?;
+        let active = records
+            .iter()
+            .filter(|k| k.role == KeyRole::Signing && k.state == KeyState::Active)
+            .max_by_key(|k| k.activated_at)
+            .ok_or_else(|| Error::internal("no active signing key in the store"))?;
+        Ok(Signer {
+            key: kek.open_private_key(&active.sealed)?,
+            chain: active.chain.clone(),
+            revoked: records
+                .iter()
+                .filter(|k| k.state == KeyState::Revoked)
+                .map(|k| k.kid.clone())
+                .collect(),
+        })
+    }
+
+    fn signer(&self) -> Arc<Signer> {
+        match self.signer.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// The user a bearer API token belongs to.
+    pub async fn authenticate(&self, token: &ApiToken) -> Result<Option<User>> {
+        let digest = token.digest();
+        let Some(user) = self.store.user_by_token(&digest).await? else {
+            return Ok(None);
+        };
+        // The index lookup found it; compare again in constant time before trusting.
+        let genuine = user.token_digests.iter().any(|d| d.matches(&digest));
+        Ok((genuine && !user.disabled).then_some(user))
+    }
+
+    // ----- licenses -----
+
+    pub async fn issue(
+        &self,
+        actor: &Actor,
+        request: IssueRequest,
+    ) -> Result<(License, LicenseKey)> {
+        if request.customer.trim().is_empty() || request.customer.len() > 128 {
+            return Err(Error::bad_request("customer must be 1 to 128 characters"));
+        }
+        if request.entitlements.product.trim().is_empty() {
+            return Err(Error::bad_request("entitlements.product is required"));
+        }
+        let base = self.store.settings().await?;
+        request
+            .policy
+            .apply(&base)
+            .check()
+            .map_err(Error::BadRequest)?;
+        let now = self.now();
+        if request.subscription_ends_at.is_some_and(|end| end <= now) {
+            return Err(Error::bad_request("subscription_ends_at is in the past"));
+        }
+        let id = LicenseId::generate()?;
+        let key = LicenseKey::generate()?;
+        let license = License {
+            id: id.clone(),
+            customer: request.customer,
+            entitlements: request.entitlements,
+            state: State::Issued,
+            subscription_ends_at: request.subscription_ends_at,
+            policy: request.policy,
+            key_digest: key.digest(),
+            key_sealed: self.kek.seal_license_key(&id, &key)?,
+            retired_key_digests: vec![],
+            binding: Binding::default(),
+            rebound_devices: vec![],
+            lease_seq: 0,
+            last_seen: None,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        };
+        let event = actor.event(
+            "license.issue",
+            id.as_str(),
+            json!({
+                "customer": license.customer,
+                "product": license.entitlements.product,
+                "subscription_ends_at": license.subscription_ends_at,
+            }),
+        );
+        self.store
+            .commit(
+                Change {
+                    licenses: vec![LicenseWrite {
+                        license: license.clone(),
+                        expected_version: None,
+                    }],
+                    audit: vec![event],
+                    ..Change::default()
+                },
+                now,
+            )
+            .await?;
+        Ok((license, key))
+    }
+
+    /// A license as `actor` may see it: customers see only their own, and get
+    /// "not found" for the rest so that ids do not leak.
+    pub async fn license(&self, actor: &Actor, id: &LicenseId) -> Result<License> {
+        let license = self
+            .store
+            .license(id)
+            .await?
+            .ok_or(Error::NotFound("license"))?;
+        if actor.role == Some(Role::Customer)
+            && actor.customer.as_deref() != Some(&license.customer)
+        {
+            return Err(Error::NotFound("license"));
+        }
+        Ok(license)
+    }
+
+    pub async fn licenses(
+        &self,
+        actor: &Actor,
+        mut query: LicenseQuery,
+    ) -> Result<Page<License, LicenseId>> {
+        if actor.role == Some(Role::Customer) {
+            query.customer = actor.customer.clone().or(Some(String::new()));
+        }
+        self.store.licenses(&query).await
+    }
+
+    /// Read-modify-write of one license with optimistic concurrency: `edit`
+    /// returns the audit events of its change (none: nothing is written).
+    async fn modify<F>(&self, id: &LicenseId, edit: F) -> Result<License>
+    where
+        F: Fn(&mut License, UnixTime) -> Result<Vec<AuditEvent>>,
+    {
+        for _ in 0..CONFLICT_RETRIES {
+            let mut license = self
+                .store
+                .license(id)
+                .await?
+                .ok_or(Error::NotFound("license"))?;
+            let read_version = license.version;
+            let now = self.now();
+            let events = edit(&mut license, now)?;
+            if events.is_empty() {
+                return Ok(license);
+            }
+            license.version = read_version + 1;
+            license.updated_at = now;
+            let change = Change {
+                licenses: vec![LicenseWrite {
+                    license: license.clone(),
+                    expected_version: Some(read_version),
+                }],
+                audit: events,
+                ..Change::default()
+            };
+            match self.store.commit(change, now).await {
+                Ok(_) => return Ok(license),
+                Err(Error::Conflict) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Conflict)
+    }
+
+    /// Applies a state-machine action, audited as `audit_action`.
+    async fn act(
+        &self,
+        actor: &Actor,
+        id: &LicenseId,
+        action: Action,
+        audit_action: &str,
+        metadata: serde_json::Value,
+        extra: impl Fn(&mut License) + Send + Sync,
+    ) -> Result<License> {
+        self.modify(id, |license, now| {
+            let next = transition(license.state, license.is_bound(), action, now)
+                .map_err(Error::InvalidTransition)?;
+            let from = license.state.status();
+            if let Some(next) = next {
+                license.state = next;
+            }
+            extra(license);
+            let mut metadata = metadata.clone();
+            if let Some(map) = metadata.as_object_mut() {
+                map.insert("from".into(), json!(from.as_str()));
+                map.insert("to".into(), json!(license.state.status().as_str()));
+                if let Some(until) = license.state.grace_until() {
+                    map.insert("grace_expires_at".into(), json!(until));
+                }
+            }
+            Ok(vec![actor.event(audit_action, id.as_str(), metadata)])
+        })
+        .await
+    }
+
+    pub async fn revoke(
+        &self,
+        actor: &Actor,
+        id: &LicenseId,
+        grace_days: Option<u32>,
+    ) -> Result<License> {
+        let license = self
+            .store
+            .license(id)
+            .await?
+            .ok_or(Error::NotFound("license"))?;
+        let settings = license.policy.apply(&self.store.settings().await?);
+        let grace_days = grace_days.unwrap_or(settings.default_grace_days);
+        if grace_days > 365 {
+            return Err(Error::bad_request("grace_days must be at most 365"));
+        }
+        self.act(
+            actor,
+            id,
+            Action::Revoke { grace_days },
+            "license.revoke",
+            json!({"grace_days": grace_days}),
+            |_| {},
+        )
+        .await
+    }
+
+    pub async fn reinstate(&self, actor: &Actor, id: &LicenseId) -> Result<License> {
+        self.act(
+            actor,
+            id,
+            Action::Reinstate,
+            "license.reinstate",
+            json!({}),
+            |_| {},
+        )
+        .await
+    }
+
+    pub async fn suspend(&self, actor: &Actor, id: &LicenseId) -> Result<License> {
+        self.act(
+            actor,
+            id,
+            Action::Suspend,
+            "license.suspend",
+            json!({}),
+            |_| {},
+        )
+        .await
+    }
+
+    /// Restores a suspended license, optionally with a new subscription end.
+    pub async fn restore(
+        &self,
+        actor: &Actor,
+        id: &LicenseId,
+        subscription_ends_at: Option<UnixTime>,
+    ) -> Result<License> {
+        if subscription_ends_at.is_some_and(|end| end <= self.now()) {
+            return Err(Error::bad_request("subscription_ends_at is in the past"));
+        }
+        self.act(
+            actor,
+            id,
+            Action::Restore,
+            "license.restore",
+            json!({"subscription_ends_at": subscription_ends_at}),
+            move |license| {
+                if subscription_ends_at.is_some() {
+                    license.subscription_ends_at = subscription_ends_at;
+                }
+            },
+        )
+        .await
+    }
+
+    pub async fn rebind(&self, actor: &Actor, id: &LicenseId, to: Rebind) -> Result<License> {
+        if let Rebind::To(components) = &to
+            && (components.is_empty() || components.len() > keys::proto::MAX_COMPONENTS)
+        {
+            return Err(Error::bad_request(
+                "fingerprint must hold 1 to 32 components",
+            ));
+        }
+        self.modify(id, |license, now| {
+            let old = license.binding.clone();
+            if let Some(device) = &old.device_key {
+                License::remember(
+                    &mut license.rebound_devices,
+                    device.clone(),
+                    REBOUND_DEVICES_KEPT,
+                );
+            }
+            license.binding = Binding {
+                components: match &to {
+                    Rebind::To(components) => Some(components.clone()),
+                    Rebind::Unbind => None,
+                },
+                device_key: None,
+                counter: 0,
+                bound_at: old.bound_at.or(Some(now)).filter(|_| license.is_bound()),
+            };
+            Ok(vec![actor.event(
+                "license.rebind",
+                id.as_str(),
+                json!({
+                    "old_fingerprint": old.components.as_ref().map(fingerprint_digest),
+                    "new_fingerprint": license.binding.components.as_ref().map(fingerprint_digest),
+                    "old_device_key": old.device_key,
+                    "unbound": matches!(to, Rebind::Unbind),
+                }),
+            )])
+        })
+        .await
+    }
+
+    /// Replaces the license key; the old one is refused from now on.
+    pub async fn regenerate(&self, actor: &Actor, id: &LicenseId) -> Result<(License, LicenseKey)> {
+        let key = LicenseKey::generate()?;
+        let sealed = self.kek.seal_license_key(id, &key)?;
+        let license = self
+            .modify(id, |license, _| {
+                let old = license.key_digest.clone();
+                License::remember(&mut license.retired_key_digests, old, RETIRED_KEYS_KEPT);
+                license.key_digest = key.digest();
+                license.key_sealed = sealed.clone();
+                Ok(vec![actor.event(
+                    "license.regenerate",
+                    id.as_str(),
+                    json!({}),
+                )])
+            })
+            .await?;
+        Ok((license, key))
+    }
+
+    /// The license key in plaintext, audited.
+    pub async fn reveal(&self, actor: &Actor, id: &LicenseId) -> Result<LicenseKey> {
+        let license = self
+            .store
+            .license(id)
+            .await?
+            .ok_or(Error::NotFound("license"))?;
+        let key = self.kek.open_license_key(id, &license.key_sealed)?;
+        self.store
+            .commit(
+                Change {
+                    audit: vec![actor.event("license.reveal", id.as_str(), json!({}))],
+                    ..Change::default()
+                },
+                self.now(),
+            )
+            .await?;
+        Ok(key)
+    }
+
+    /// Reconciles every license with the clock: grace past its end expires, a
+    /// subscription past its end suspends. Each transition is its own audited
+    /// commit; a second sweep at the same time finds nothing to do and writes nothing.
+    pub async fn sweep(&self, actor: &Actor) -> Result<SweepReport> {
+        let mut report = SweepReport::default();
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .licenses(&LicenseQuery {
+                    after: after.clone(),
+                    limit: 500,
+                    ..LicenseQuery::default()
+                })
+                .await?;
+            for license in &page.items {
+                report.examined += 1;
+                let now = self.now();
+                let action = Action::Sweep {
+                    subscription_ends_at: license.subscription_ends_at,
+                };
+                if let Ok(Some(next)) = transition(license.state, license.is_bound(), action, now) {
+                    let audit = match next {
+                        State::Expired => "license.expire",
+                        _ => "license.suspend",
+                    };
+                    let changed = self
+                        .act(
+                            actor,
+                            &license.id,
+                            action,
+                            audit,
+                            json!({"reason": "sweep"}),
+                            |_| {},
+                        )
+                        .await?;
+                    match changed.state {
+                        State::Expired => report.expired += 1,
+                        State::Suspended => report.suspended += 1,
+                        _ => {}
+                    }
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(report),
+            }
+        }
+    }
+
+    // ----- appliances -----
+
+    /// Handles an activation or heartbeat. `presented_key` is the bearer license
+    /// key of the request. Unsigned failures come back as `Err`; the appliance
+    /// treats those as "offline". Signed denials come back as `Ok(Denied)` and are
+    /// made only for a request whose device signature verified under a key this
+    /// license knows, so a man in the middle cannot turn them against anyone.
+    pub async fn device_request(
+        &self,
+        id: &LicenseId,
+        presented_key: &str,
+        request: &DeviceRequest,
+        ip: &str,
+    ) -> Result<DeviceOutcome> {
+        request.check_shape().map_err(Error::bad_request)?;
+        if request.license_id != id.as_str() {
+            return Err(Error::bad_request("license_id does not match the URL"));
+        }
+        let presented = LicenseKey::parse(presented_key).ok_or(Error::Unauthenticated)?;
+        let digest_b64 = license_key_digest(presented.expose());
+        let device = request
+            .verify(&digest_b64)
+            .map_err(|_| Error::Unauthenticated)?;
+        let actor = Actor::appliance(id, ip);
+
+        for _ in 0..CONFLICT_RETRIES {
+            let license = self
+                .store
+                .license(id)
+                .await?
+                .ok_or(Error::Unauthenticated)?;
+            match self
+                .device_step(license, &presented, request, &device, &actor)
+                .await
+            {
+                Err(Error::Conflict) => continue,
+                other => return other,
+            }
+        }
+        Err(Error::Conflict)
+    }
+
+    async fn device_step(
+        &self,
+        mut license: License,
+        presented: &LicenseKey,
+        request: &DeviceRequest,
+        device: &PublicKey,
+        actor: &Actor,
+    ) -> Result<DeviceOutcome> {
+        let now = self.now();
+        let id = license.id.clone();
+        let bound_here = license.binding.device_key.as_deref() == Some(request.device_key.as_str());
+        if !presented.digest().matches(&license.key_digest) {
+            // A superseded key from the box this license is bound to: tell it, signed.
+            let retired = license
+                .retired_key_digests
+                .iter()
+                .any(|d| d.matches(&presented.digest()));
+            if retired && bound_here {
+                return self.deny(&license, DenialReason::InvalidKey, &request.nonce, now);
+            }
+            return Err(Error::Unauthenticated);
+        }
+        if license.rebound_devices.contains(&request.device_key) {
+            return self.deny(&license, DenialReason::Rebound, &request.nonce, now);
+        }
+        let settings = license.policy.apply(&self.store.settings().await?);
+        let read_version = license.version;
+        let mut events = Vec::new();
+
+        // Deadlines that passed since the last sweep take effect now.
+        let sweep = Action::Sweep {
+            subscription_ends_at: license.subscription_ends_at,
+        };
+        if let Ok(Some(next)) = transition(license.state, license.is_bound(), sweep, now) {
+            let audit = if next == State::Expired {
+                "license.expire"
+            } else {
+                "license.suspend"
+            };
+            events.push(Actor::system().event(
+                audit,
+                id.as_str(),
+                json!({"reason": "deadline", "from": license.state.status().as_str()}),
+            ));
+            license.state = next;
+        }
+
+        match license.binding.device_key.clone() {
+            Some(bound) if bound == request.device_key => {
+                if request.counter <= license.binding.counter {
+                    return self
+                        .suspect_clone(
+                            &license,
+                            actor,
+                            "the request counter went backwards",
+                            json!({
+                                "counter": request.counter, "last_counter": license.binding.counter,
+                            }),
+                        )
+                        .await;
+                }
+                let fingerprint_ok = license.binding.components.as_ref().is_none_or(|bound| {
+                    settings
+                        .fingerprint_policy
+                        .matches(bound, &request.components)
+                });
+                if !fingerprint_ok {
+                    return self
+                        .suspect_clone(
+                            &license,
+                            actor,
+                            "the device key came from different hardware",
+                            json!({
+                                "fingerprint": fingerprint_digest(&request.components),
+                            }),
+                        )
+                        .await;
+                }
+            }
+            Some(_) => {
+                return self
+                    .suspect_clone(
+                        &license,
+                        actor,
+                        "a second device key for a bound license",
+                        json!({
+                            "device_key": request.device_key,
+                        }),
+                    )
+                    .await;
+            }
+            None => {
+                if request.kind == RequestKind::Heartbeat {
+                    return self.deny(&license, DenialReason::NotActivated, &request.nonce, now);
+                }
+                if let Some(reason) = license.state.denial() {
+                    return self.deny(&license, reason, &request.nonce, now);
+                }
+                if let Some(expected) = &license.binding.components
+                    && !settings
+                        .fingerprint_policy
+                        .matches(expected, &request.components)
+                {
+                    return Err(Error::bad_request(
+                        "this box's fingerprint does not match the one the license was rebound to",
+                    ));
+                }
+                let from = license.state.status();
+                if let Some(next) = transition(license.state, true, Action::Activate, now)
+                    .map_err(Error::InvalidTransition)?
+                {
+                    license.state = next;
+                }
+                license.binding = Binding {
+                    components: Some(request.components.clone()),
+                    device_key: Some(request.device_key.clone()),
+                    counter: 0,
+                    bound_at: Some(now),
+                };
+                events.push(actor.event(
+                    "license.activate",
+                    id.as_str(),
+                    json!({
+                        "fingerprint": fingerprint_digest(&request.components),
+                        "device_key": request.device_key,
+                        "from": from.as_str(),
+                        "to": license.state.status().as_str(),
+                    }),
+                ));
+            }
+        }
+        if let Some(reason) = license.state.denial() {
+            // Record the deadline transition (if any) before answering.
+            if !events.is_empty() {
+                self.write(&license, read_version, events, now).await?;
+            }
+            return self.deny(&license, reason, &request.nonce, now);
+        }
+
+        let (status, grace) = match license.state {
+            State::Grace { until } => (LeaseStatus::Grace, Some(until)),
+            _ => (LeaseStatus::Active, None),
+        };
+        let exp = lease_expiry(
+            now,
+            settings.offline_window_secs,
+            grace,
+            license.subscription_ends_at,
+        );
+        if exp <= now {
+            return self.deny(&license, DenialReason::Expired, &request.nonce, now);
+        }
+        license.lease_seq += 1;
+        license.binding.counter = request.counter;
+        license.last_seen = Some(crate::domain::license::LastSeen {
+            at: now,
+            version: request.version.clone(),
+            ip: actor.ip.clone(),
+        });
+        let signer = self.signer();
+        let lease = Lease {
+            iss: self.issuer.clone(),
+            sub: id.to_string(),
+            iat: now,
+            nbf: now,
+            exp,
+            jti: random_id()?,
+            seq: license.lease_seq,
+            status,
+            grace_expires_at: grace,
+            fp: fingerprint_digest(&request.components),
+            dev: device.to_b64(),
+            cust: license.customer.clone(),
+            ent: license.entitlements.clone(),
+            hb: settings.heartbeat_interval_secs,
+            offline: settings.offline_window_secs,
+            nonce: request.nonce.clone(),
+        };
+        let token = keys::sign(&signer.key, &lease)?;
+        // The lease is answered only once its seq, the counter and any state
+        // change are durable.
+        self.write(&license, read_version, events, now).await?;
+        Ok(DeviceOutcome::Lease(SignedResponse {
+            token,
+            chain: signer.chain.clone(),
+            revoked_kids: signer.revoked.clone(),
+            heartbeat_interval_secs: settings.heartbeat_interval_secs,
+        }))
+    }
+
+    async fn write(
+        &self,
+        license: &License,
+        read_version: u64,
+        audit: Vec<AuditEvent>,
+        now: UnixTime,
+    ) -> Result<()> {
+        let mut license = license.clone();
+        license.version = read_version + 1;
+        license.updated_at = now;
+        self.store
+            .commit(
+                Change {
+                    licenses: vec![LicenseWrite {
+                        license,
+                        expected_version: Some(read_version),
+                    }],
+                    audit,
+                    ..Change::default()
+                },
+                now,
+            )
+            .await
+            .map(drop)
+    }
+
+    async fn suspect_clone(
+        &self,
+        license: &License,
+        actor: &Actor,
+        why: &str,
+        mut metadata: serde_json::Value,
+    ) -> Result<DeviceOutcome> {
+        if let Some(map) = metadata.as_object_mut() {
+            map.insert("reason".into(), json!(why));
+        }
+        self.store
+            .commit(
+                Change {
+                    audit: vec![actor.event(
+                        "license.clone_suspected",
+                        license.id.as_str(),
+                        metadata,
+                    )],
+                    ..Change::default()
+                },
+                self.now(),
+            )
+            .await?;
+        Err(Error::CloneSuspected(format!("suspected clone: {why}")))
+    }
+
+    fn deny(
+        &self,
+        license: &License,
+        reason: DenialReason,
+        nonce: &str,
+        now: UnixTime,
+    ) -> Result<DeviceOutcome> {
+        let signer = self.signer();
+        let denial = Denial {
+            iss: self.issuer.clone(),
+            sub: license.id.to_string(),
+            iat: now,
+            nbf: now,
+            exp: now.plus(DENIAL_TTL_SECS),
+            jti: random_id()?,
+            reason,
+            nonce: nonce.to_owned(),
+        };
+        Ok(DeviceOutcome::Denied {
+            reason,
+            response: SignedResponse {
+                token: keys::sign(&signer.key, &denial)?,
+                chain: signer.chain.clone(),
+                revoked_kids: signer.revoked.clone(),
+                heartbeat_interval_secs: 0,
+            },
+        })
+    }
+
+    // ----- settings, audit, users, keys -----
+
+    pub async fn settings(&self) -> Result<Settings> {
+        self.store.settings().await
+    }
+
+    pub async fn put_settings(&self, actor: &Actor, settings: Settings) -> Result<Settings> {
+        settings.check().map_err(Error::BadRequest)?;
+        let old = self.store.settings().await?;
+        if old == settings {
+            return Ok(settings);
+        }
+        self.store
+            .commit(
+                Change {
+                    settings: Some(settings.clone()),
+                    audit: vec![actor.event(
+                        "settings.update",
+                        "settings",
+                        json!({"old": old, "new": settings}),
+                    )],
+                    ..Change::default()
+                },
+                self.now(),
+            )
+            .await?;
+        Ok(settings)
+    }
+
+    pub async fn audit(&self, query: &AuditQuery) -> Result<Page<AuditRecord, u64>> {
+        self.store.audit(query).await
+    }
+
+    /// Creates a user and its first API token (shown once).
+    pub async fn create_user(
+        &self,
+        actor: &Actor,
+        name: &str,
+        role: Role,
+        customer: Option<String>,
+    ) -> Result<(User, ApiToken)> {
+        if name.trim().is_empty() || name.len() > 128 {
+            return Err(Error::bad_request("name must be 1 to 128 characters"));
+        }
+        if (role == Role::Customer) != customer.is_some() {
+            return Err(Error::bad_request(
+                "customer is required for, and only for, the customer role",
+            ));
+        }
+        let token = ApiToken::generate()?;
+        let user = User {
+            id: UserId::generate()?,
+            name: name.to_owned(),
+            role,
+            customer,
+            token_digests: vec![token.digest()],
+            created_at: self.now(),
+            disabled: false,
+        };
+        self.store
+            .commit(
+                Change {
+                    users: vec![user.clone()],
+                    audit: vec![actor.event("user.create", user.id.as_str(), json!({"name": user.name, "role": role.as_str(), "customer": user.customer}))],
+                    ..Change::default()
+                },
+                self.now(),
+            )
+            .await?;
+        Ok((user, token))
+    }
+
+    pub async fn users(&self) -> Result<Vec<User>> {
+        self.store.users().await
+    }
+
+    /// The public keys anyone may use to verify leases: roots and every signing
+    /// key that is not revoked.
+    pub async fn jwks(&self) -> Result<keys::Jwks> {
+        let records = self.store.keys().await?;
+        let keys = records
+            .iter()
+            .filter(|k| k.state != KeyState::Revoked)
+            .map(|k| PublicKey::from_b64(k.sealed.public_b64()))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(keys::Jwks::from_keys(&keys))
+    }
+
+    /// The trust file appliances pin: the root keys.
+    pub async fn trust_file(&self) -> Result<keys::TrustFile> {
+        let records = self.store.keys().await?;
+        let roots = records
+            .iter()
+            .filter(|k| k.role == KeyRole::Root && k.state != KeyState::Revoked)
+            .map(|k| PublicKey::from_b64(k.sealed.public_b64()))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let mut trust = keys::TrustStore::new(roots);
+        for kid in &self.signer().revoked {
+            trust.revoke(keys::Kid::new(kid.clone()));
+        }
+        Ok(trust.to_file())
+    }
+}
