@@ -51,8 +51,8 @@ pub enum Error {
     #[error("algorithm {alg:?} is not accepted, only EdDSA")]
     UnsupportedAlgorithm { alg: String },
     /// The header lists critical extensions; none are understood (RFC 7515 section 4.1.11).
-    #[error("header marks extensions critical that are not understood: {names}")]
-    UnsupportedCritical { names: String },
+    #[error("header marks extensions critical (crit), and none are understood")]
+    UnsupportedCritical,
     /// A header that would fetch or embed a key (`jku`, `jwk`, `x5u`, `x5c`, ...):
     /// keys come only from the trust chain.
     #[error("header parameter {name} is refused: keys come only from the trust chain")]
@@ -87,6 +87,12 @@ pub enum Error {
     /// A public key of small order, which would let one signature verify many messages.
     #[error("public key has small order")]
     WeakPublicKey,
+    /// No certificate was offered.
+    #[error("no certificate was offered")]
+    EmptyChain,
+    /// More certificates than [`crate::MAX_CHAIN_LEN`].
+    #[error("the certificate chain has {len} certificates, over the limit of {limit}")]
+    ChainTooLong { len: usize, limit: usize },
     /// The signing key's certificate is past its `exp`.
     #[error("certificate of key {kid} expired at {exp}")]
     CertificateExpired { kid: String, exp: i64 },
@@ -140,7 +146,9 @@ impl Error {
             Error::Json { .. } => "json",
             Error::MissingAlgorithm => "missing_algorithm",
             Error::UnsupportedAlgorithm { .. } => "unsupported_algorithm",
-            Error::UnsupportedCritical { .. } => "unsupported_critical",
+            Error::UnsupportedCritical => "unsupported_critical",
+            Error::EmptyChain => "empty_chain",
+            Error::ChainTooLong { .. } => "chain_too_long",
             Error::ForbiddenHeader { .. } => "forbidden_header",
             Error::WrongType { .. } => "wrong_type",
             Error::MissingKeyId => "missing_key_id",

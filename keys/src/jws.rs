@@ -25,22 +25,40 @@ const ALG_RFC_9864: &str = "Ed25519";
 
 /// The protected header as read from a token.
 ///
-/// Parameters that fetch or carry keys are named so their mere presence can be
-/// refused; unknown other parameters are ignored (RFC 7515 section 4). A parameter
-/// named twice is refused by serde ("duplicate field").
+/// Parameters that fetch or carry keys are named so their mere presence (even as
+/// `null`) can be refused; unknown other parameters are ignored (RFC 7515 section
+/// 4). A parameter this verifier reads that is named twice is refused by serde
+/// ("duplicate field").
 #[derive(Deserialize)]
 struct RawHeader {
     alg: Option<String>,
     typ: Option<String>,
     kid: Option<String>,
-    crit: Option<serde_json::Value>,
-    jku: Option<IgnoredAny>,
-    jwk: Option<IgnoredAny>,
-    x5u: Option<IgnoredAny>,
-    x5c: Option<IgnoredAny>,
-    x5t: Option<IgnoredAny>,
-    #[serde(rename = "x5t#S256")]
-    x5t_s256: Option<IgnoredAny>,
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+    #[serde(default, deserialize_with = "present")]
+    jku: bool,
+    #[serde(default, deserialize_with = "present")]
+    jwk: bool,
+    #[serde(default, deserialize_with = "present")]
+    x5u: bool,
+    #[serde(default, deserialize_with = "present")]
+    x5c: bool,
+    #[serde(default, deserialize_with = "present")]
+    x5t: bool,
+    #[serde(default, rename = "x5t#S256", deserialize_with = "present")]
+    x5t_s256: bool,
+}
+
+/// `true` whenever the member is there, whatever its value (`null` included).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
+    IgnoredAny::deserialize(d).map(|_| true)
+}
+
+/// Whether JSON text is an object: serde would also read a struct from an array,
+/// and RFC 7515 requires objects.
+fn is_json_object(bytes: &[u8]) -> bool {
+    bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
 }
 
 /// A token that passed the structural checks and awaits its signature check.
@@ -72,6 +90,12 @@ impl<'a> Parsed<'a> {
         let header_bytes = b64::decode(header_b64).ok_or(Error::Encoding {
             segment: Segment::Header,
         })?;
+        if !is_json_object(&header_bytes) {
+            return Err(Error::Json {
+                segment: Segment::Header,
+                reason: "not a JSON object".into(),
+            });
+        }
         let header: RawHeader = serde_json::from_slice(&header_bytes).map_err(|e| Error::Json {
             segment: Segment::Header,
             reason: e.to_string(),
@@ -108,6 +132,12 @@ impl<'a> Parsed<'a> {
         key.verifying_key()
             .verify_strict(self.signing_input.as_bytes(), &signature)
             .map_err(|_| Error::BadSignature)?;
+        if !is_json_object(&self.payload) {
+            return Err(Error::Json {
+                segment: Segment::Payload,
+                reason: "not a JSON object".into(),
+            });
+        }
         let claims: T = serde_json::from_slice(&self.payload).map_err(|e| Error::Json {
             segment: Segment::Payload,
             reason: e.to_string(),
@@ -132,18 +162,16 @@ fn check_header<T: TokenClaims>(header: RawHeader) -> Result<Kid> {
     }
     // RFC 7515 section 4.1.11: a recipient that does not understand a listed
     // extension must reject the token. This verifier understands none.
-    if let Some(crit) = header.crit {
-        return Err(Error::UnsupportedCritical {
-            names: truncate(&crit.to_string()),
-        });
+    if header.crit {
+        return Err(Error::UnsupportedCritical);
     }
     let forbidden = [
-        ("jku", header.jku.is_some()),
-        ("jwk", header.jwk.is_some()),
-        ("x5u", header.x5u.is_some()),
-        ("x5c", header.x5c.is_some()),
-        ("x5t", header.x5t.is_some()),
-        ("x5t#S256", header.x5t_s256.is_some()),
+        ("jku", header.jku),
+        ("jwk", header.jwk),
+        ("x5u", header.x5u),
+        ("x5c", header.x5c),
+        ("x5t", header.x5t),
+        ("x5t#S256", header.x5t_s256),
     ];
     if let Some((name, _)) = forbidden.iter().find(|(_, present)| *present) {
         return Err(Error::ForbiddenHeader { name });
@@ -161,7 +189,7 @@ fn check_header<T: TokenClaims>(header: RawHeader) -> Result<Kid> {
 }
 
 /// Keeps attacker-chosen text in error messages short.
-fn truncate(text: &str) -> String {
+pub(crate) fn truncate(text: &str) -> String {
     text.chars().take(64).collect()
 }
 

@@ -58,12 +58,21 @@ pub struct KdfParams {
 }
 
 impl KdfParams {
-    /// The default for keys people hold: 64 MiB, 3 passes, 1 lane (RFC 9106
-    /// section 4's second recommended option); about a quarter second here.
+    /// The default for keys people hold: 64 MiB, 3 passes, 4 lanes (RFC 9106
+    /// section 4, the second recommended option).
     pub const STRONG: KdfParams = KdfParams {
         m_cost: 64 * 1024,
         t_cost: 3,
-        p_cost: 1,
+        p_cost: 4,
+    };
+
+    /// The largest parameters a file may ask for. They are read before the file
+    /// is authenticated, so a tampered file must not be able to ask for
+    /// terabytes of memory or hours of work.
+    pub const MAX: KdfParams = KdfParams {
+        m_cost: 1024 * 1024,
+        t_cost: 16,
+        p_cost: 16,
     };
 
     /// For secrets that are already 256 random bits (a generated key-encryption
@@ -145,6 +154,12 @@ fn derive_kek(
     salt: &[u8],
     params: KdfParams,
 ) -> Result<Zeroizing<[u8; 32]>> {
+    let max = KdfParams::MAX;
+    if params.m_cost > max.m_cost || params.t_cost > max.t_cost || params.p_cost > max.p_cost {
+        return Err(Error::key_file(format!(
+            "argon2 parameters {params:?} exceed the limit {max:?}"
+        )));
+    }
     let argon_params = argon2::Params::new(params.m_cost, params.t_cost, params.p_cost, Some(32))
         .map_err(|e| Error::key_file(format!("invalid argon2 parameters: {e}")))?;
     let argon = argon2::Argon2::new(

@@ -32,4 +32,7 @@ pub use error::{Error, Result, Segment};
 pub use jwks::{Jwk, Jwks};
 pub use jws::{ALG, MAX_TOKEN_LEN, Unverified, inspect, sign};
 pub use key::{Kid, PrivateKey, PublicKey, verify_bytes};
-pub use trust::{CertifiedKey, DEFAULT_NBF_LEEWAY_SECS, TrustFile, TrustStore, Verified};
+pub use trust::{
+    CertifiedKey, DEFAULT_NBF_LEEWAY_SECS, MAX_CHAIN_LEN, SignedBySigningKey, TrustFile,
+    TrustStore, Verified,
+};

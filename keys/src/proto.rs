@@ -150,6 +150,9 @@ impl DeviceRequest {
         let clean = |s: &str| {
             !s.is_empty() && s.len() <= MAX_COMPONENT_LEN && !s.contains(['\n', '\r', '='])
         };
+        if b64::decode_array::<32>(&self.device_key).is_none() {
+            return Err("device_key must be 32 bytes of base64url");
+        }
         if !clean(&self.license_id) {
             return Err("license_id is empty, too long or has forbidden characters");
         }
@@ -178,8 +181,8 @@ impl DeviceRequest {
 
     /// Verifies the device signature under a given key (the bound one).
     pub fn verify_under(&self, key: &PublicKey, license_key_digest: &str) -> Result<()> {
-        let signature = b64::decode_array::<64>(&self.signature).ok_or(Error::SignatureLength {
-            len: self.signature.len(),
+        let signature = b64::decode_array::<64>(&self.signature).ok_or(Error::Encoding {
+            segment: crate::Segment::Signature,
         })?;
         verify_bytes(key, &self.signing_input(license_key_digest), &signature)
     }

@@ -11,7 +11,7 @@ use crate::claims::{Denial, KeyCert, KeyUse, Lease, TokenClaims};
 use crate::clock::UnixTime;
 use crate::error::{Error, Result};
 use crate::jwks::{Jwk, Jwks};
-use crate::jws::Parsed;
+use crate::jws::{Parsed, truncate};
 use crate::key::{Kid, PublicKey};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,6 +21,22 @@ use std::ops::Deref;
 /// the control plane's clock and the appliance's may disagree by this much.
 /// Expiry gets no leeway: a skewed clock never extends a lease.
 pub const DEFAULT_NBF_LEEWAY_SECS: i64 = 300;
+
+/// The most certificates a chain may hold (root rotations plus the signing key).
+pub const MAX_CHAIN_LEN: usize = 8;
+
+/// The kinds of token a certified signing key signs: leases and denials. Sealed,
+/// so [`TrustStore::verify_at`] cannot be used to pass off a certificate signed by
+/// a signing key (certificates verify only through the chain, from a root).
+pub trait SignedBySigningKey: TokenClaims + sealed::Sealed {}
+impl SignedBySigningKey for Lease {}
+impl SignedBySigningKey for Denial {}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for crate::Lease {}
+    impl Sealed for crate::Denial {}
+}
 
 /// Claims whose signature, chain, revocation status and validity window have been
 /// checked at some `now`.
@@ -164,7 +180,7 @@ impl TrustStore {
         let parsed = Parsed::parse::<KeyCert>(cert)?;
         if parsed.kid != *issuer.kid() {
             return Err(Error::UnknownKey {
-                kid: parsed.kid.to_string(),
+                kid: truncate(parsed.kid.as_str()),
             });
         }
         let claims: KeyCert = parsed.verify_with(issuer)?;
@@ -205,8 +221,14 @@ impl TrustStore {
     /// certificate of the signing key.
     pub fn verify_chain_at(&self, chain: &[&str], now: UnixTime) -> Result<CertifiedKey> {
         let Some((leaf, intermediates)) = chain.split_last() else {
-            return Err(Error::key_file("empty certificate chain"));
+            return Err(Error::EmptyChain);
         };
+        if chain.len() > MAX_CHAIN_LEN {
+            return Err(Error::ChainTooLong {
+                len: chain.len(),
+                limit: MAX_CHAIN_LEN,
+            });
+        }
         // The first certificate names its issuer in the header: a pinned root.
         let first = chain.first().copied().unwrap_or(leaf);
         let root_kid = Parsed::parse::<KeyCert>(first)?.kid;
@@ -214,8 +236,8 @@ impl TrustStore {
             .roots
             .get(&root_kid)
             .cloned()
-            .ok_or(Error::UnknownKey {
-                kid: root_kid.to_string(),
+            .ok_or_else(|| Error::UnknownKey {
+                kid: truncate(root_kid.as_str()),
             })?;
         self.check_not_revoked(issuer.kid())?;
         let mut path = vec![issuer.kid().clone()];
@@ -252,7 +274,7 @@ impl TrustStore {
     /// The certified key is re-checked against this store's revocations and `now`,
     /// so a `CertifiedKey` verified earlier cannot outlive its certificate or a
     /// revocation learned since.
-    pub fn verify_at<T: TokenClaims>(
+    pub fn verify_at<T: SignedBySigningKey>(
         &self,
         token: &str,
         signer: &CertifiedKey,
@@ -261,7 +283,7 @@ impl TrustStore {
         let parsed = Parsed::parse::<T>(token)?;
         if parsed.kid != *signer.kid() {
             return Err(Error::CertificateMismatch {
-                token_kid: parsed.kid.to_string(),
+                token_kid: truncate(parsed.kid.as_str()),
                 cert_kid: signer.kid().to_string(),
             });
         }

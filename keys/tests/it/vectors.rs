@@ -3,7 +3,8 @@
 //! The files under `keys/tests/vectors/` are the contract other implementations
 //! can test against (`docs/token-format.md`). This module generates them
 //! deterministically (ed25519 signatures are deterministic and every time and id
-//! is fixed); `UPDATE_VECTORS=1 cargo test -p keys` rewrites them, and otherwise
+//! is fixed); `UPDATE_VECTORS=1 cargo test -p keys --test it vectors_on_disk`
+//! rewrites them (run alone: the other vector tests read the files), and otherwise
 //! the test fails if the code would produce different bytes, so a format change
 //! always shows up as a diff of the vectors.
 
@@ -434,6 +435,77 @@ fn generate() -> BTreeMap<String, String> {
                 "forbidden_header",
             ),
         ),
+        (
+            "header-jwk-null",
+            hostile(
+                "jwk present as null (presence alone is refused)",
+                "lease+jwt",
+                sign_raw(&hdr(r#","jwk":null"#), &lease_json(), &sk),
+                "forbidden_header",
+            ),
+        ),
+        (
+            "crit-null",
+            hostile(
+                "crit present as null",
+                "lease+jwt",
+                sign_raw(&hdr(r#","crit":null"#), &lease_json(), &sk),
+                "unsupported_critical",
+            ),
+        ),
+        (
+            "header-array",
+            hostile(
+                "the header is a JSON array, not an object",
+                "lease+jwt",
+                sign_raw(
+                    &format!(r#"["EdDSA","lease+jwt","{kid}"]"#),
+                    &lease_json(),
+                    &sk,
+                ),
+                "json",
+            ),
+        ),
+        (
+            "payload-array",
+            hostile(
+                "a correctly signed payload that is a JSON array of the claims in order",
+                "lease+jwt",
+                sign_raw(
+                    &lease_hdr,
+                    &{
+                        let l = lease_claims();
+                        serde_json::json!([
+                            l.iss, l.sub, l.iat, l.nbf, l.exp, l.jti, l.seq, "active", null, l.fp,
+                            l.dev, l.cust, l.ent, l.hb, l.offline, l.nonce
+                        ])
+                        .to_string()
+                    },
+                    &sk,
+                ),
+                "json",
+            ),
+        ),
+        ("chain-empty", {
+            let mut c = hostile(
+                "a lease offered with no certificate",
+                "lease+jwt",
+                lease(),
+                "empty_chain",
+            );
+            c.chain = vec![];
+            c
+        }),
+        ("chain-too-long", {
+            let mut c = hostile(
+                "nine certificates (the limit is eight)",
+                "lease+jwt",
+                lease(),
+                "chain_too_long",
+            );
+            c.chain = vec![cert(); 9];
+            c
+        }),
         (
             "header-x5c",
             hostile(
@@ -907,13 +979,13 @@ fn vectors_on_disk_are_what_the_code_generates() {
     let expected: Vec<String> = generated.keys().cloned().collect();
     assert_eq!(
         on_disk, expected,
-        "vector files differ from the generator; run UPDATE_VECTORS=1 cargo test -p keys"
+        "vector files differ from the generator; run UPDATE_VECTORS=1 cargo test -p keys --test it vectors_on_disk"
     );
     for (name, text) in &generated {
         let disk = std::fs::read_to_string(dir().join(name)).unwrap();
         assert!(
             disk == *text,
-            "{name} differs from what the code generates; run UPDATE_VECTORS=1 cargo test -p keys and review the diff"
+            "{name} differs from what the code generates; run UPDATE_VECTORS=1 cargo test -p keys --test it vectors_on_disk and review the diff"
         );
     }
 }
@@ -931,7 +1003,7 @@ fn valid_vectors_verify_to_their_claims() {
 #[test]
 fn hostile_vectors_fail_with_their_own_error() {
     let cases = read_cases("hostile");
-    assert!(cases.len() >= 45, "the corpus shrank to {}", cases.len());
+    assert!(cases.len() >= 57, "the corpus shrank to {}", cases.len());
     for (name, case) in cases {
         let expected = case.error.clone().unwrap();
         match verify(&case) {
