@@ -2,13 +2,13 @@
 
 use super::AppState;
 use super::error::ApiResult;
-use super::extract::{Authorized, CanManage, Json, StaffRead};
+use super::extract::{Authorized, CanManage, Json, Query, StaffRead};
 use super::wire::*;
 use crate::domain::settings::Settings;
 use crate::error::Error;
 use crate::store::AuditQuery;
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use serde_json::{Value, json};

@@ -4,7 +4,8 @@
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{
-    Authorized, CanIssue, CanRead, CanReveal, CanRevoke, Json, OptionalJson, bearer, client_ip,
+    Authorized, CanIssue, CanRead, CanReveal, CanRevoke, Json, OptionalJson, Path, Query, bearer,
+    client_ip,
 };
 use super::wire::*;
 use crate::domain::ids::LicenseId;
@@ -14,7 +15,7 @@ use crate::error::Error;
 use crate::service::{DeviceOutcome, IssueRequest, Rebind};
 use crate::store::LicenseQuery;
 use axum::Router;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};

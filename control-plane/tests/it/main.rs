@@ -1,0 +1,18 @@
+//! The control plane's integration tests, one binary (STYLE.md "Tests").
+//!
+//! - `support`: an in-process control plane on a temp dir with a manual clock,
+//!   users of every role, a simulated appliance, and `call` (router `oneshot`).
+//! - `routes`: every endpoint's happy path and refusals.
+//! - `permissions`: every route × every kind of caller → the exact status.
+//! - `sweep`: a mixed fleet swept twice: exact transitions, then nothing.
+//! - `secrets_at_rest`: no secret appears in plaintext in the data directory.
+//! - `durability`: the real binary killed with SIGKILL under load loses nothing acknowledged.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod durability;
+mod permissions;
+mod routes;
+mod secrets_at_rest;
+mod support;
+mod sweep;
