@@ -48,7 +48,7 @@ impl Harness {
         );
         let admin = init.token.expose().to_owned();
         let actor = control_plane::service::Actor::system();
-        let mut token = |name: &str, role: Role, customer: Option<&str>| {
+        let token = |name: &str, role: Role, customer: Option<&str>| {
             let cp = cp.clone();
             let actor = actor.clone();
             let name = name.to_owned();
