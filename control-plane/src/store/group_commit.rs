@@ -20,45 +20,58 @@ enum Flushed {
 #[derive(Debug)]
 pub struct GroupCommit {
     issued: AtomicU64,
-    wake: Notify,
+    wake: Arc<Notify>,
     flushed: watch::Sender<Flushed>,
+}
+
+impl Drop for GroupCommit {
+    fn drop(&mut self) {
+        // Let the flusher notice that its owner is gone, and exit.
+        self.wake.notify_one();
+    }
 }
 
 impl GroupCommit {
     /// Starts the flusher task, which calls `flush` (a blocking function) on the
-    /// blocking thread pool. Must be called inside a tokio runtime.
+    /// blocking thread pool. Must be called inside a tokio runtime. The task ends
+    /// when the `GroupCommit` is dropped.
     pub fn start<F>(flush: F) -> Arc<GroupCommit>
     where
         F: Fn() -> Result<(), String> + Send + Sync + 'static,
     {
         let (flushed, _) = watch::channel(Flushed::Through(0));
+        let wake = Arc::new(Notify::new());
         let group = Arc::new(GroupCommit {
             issued: AtomicU64::new(0),
-            wake: Notify::new(),
+            wake: wake.clone(),
             flushed,
         });
         let flush = Arc::new(flush);
-        let flusher = group.clone();
+        let weak = Arc::downgrade(&group);
         tokio::spawn(async move {
-            let group = flusher;
             loop {
-                // Wake when a ticket is issued; `notify_one` stores a permit, so
-                // a ticket issued between flushes is never missed.
-                let notified = group.wake.notified();
-                let target = group.issued.load(Ordering::SeqCst);
-                let done = match &*group.flushed.borrow() {
-                    Flushed::Through(n) => *n,
-                    Flushed::Failed(_) => return,
+                // `notify_one` stores a permit, so a ticket issued while a flush
+                // runs is never missed.
+                let notified = wake.notified();
+                let target = {
+                    let Some(group) = weak.upgrade() else { return };
+                    let target = group.issued.load(Ordering::SeqCst);
+                    match &*group.flushed.borrow() {
+                        Flushed::Through(done) if target > *done => Some(target),
+                        Flushed::Through(_) => None,
+                        Flushed::Failed(_) => return,
+                    }
                 };
-                if target <= done {
+                let Some(target) = target else {
                     notified.await;
                     continue;
-                }
+                };
                 let flush = flush.clone();
                 let result = tokio::task::spawn_blocking(move || flush())
                     .await
                     .map_err(|e| format!("flush task failed: {e}"))
                     .and_then(|r| r);
+                let Some(group) = weak.upgrade() else { return };
                 match result {
                     Ok(()) => group.flushed.send_replace(Flushed::Through(target)),
                     Err(e) => {

@@ -34,7 +34,7 @@ const HEAD_KEY: &[u8] = b"audit_head";
 
 #[derive(Debug, Clone)]
 pub struct SledStore {
-    db: sled::Db,
+    db: Arc<sled::Db>,
     meta: sled::Tree,
     licenses: sled::Tree,
     users: sled::Tree,
@@ -80,12 +80,14 @@ fn tx_encode<T: Serialize>(value: &T) -> TxResult<Vec<u8>> {
 impl SledStore {
     /// Opens (or creates) the store in `dir`. Must be called in a tokio runtime.
     pub fn open(dir: &Path) -> Result<SledStore> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(128 * 1024 * 1024)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(|e| Error::Store(format!("opening the store at {}: {e}", dir.display())))?;
+        let db = Arc::new(
+            sled::Config::new()
+                .path(dir)
+                .cache_capacity(128 * 1024 * 1024)
+                .mode(sled::Mode::HighThroughput)
+                .open()
+                .map_err(|e| Error::Store(format!("opening the store at {}: {e}", dir.display())))?,
+        );
         let tree = |name: &str| db.open_tree(name).map_err(store_err);
         let store = SledStore {
             meta: tree("meta")?,
@@ -95,8 +97,12 @@ impl SledStore {
             keys: tree("keys")?,
             audit: tree("audit")?,
             group: {
-                let db = db.clone();
-                GroupCommit::start(move || db.flush().map(drop).map_err(|e| e.to_string()))
+                // The flusher must not keep the database (and its lock) alive.
+                let db = Arc::downgrade(&db);
+                GroupCommit::start(move || match db.upgrade() {
+                    Some(db) => db.flush().map(drop).map_err(|e| e.to_string()),
+                    None => Err("the store is closed".to_owned()),
+                })
             },
             db,
         };
@@ -324,5 +330,118 @@ impl Store for SledStore {
         let written = self.apply(&change, at, true)?;
         self.durable().await?;
         Ok(written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::audit::{AuditEvent, verify_chain};
+    use crate::domain::ids::LicenseKey;
+    use crate::domain::license::{Binding, State};
+    use crate::store::LicenseWrite;
+
+    const AT: UnixTime = UnixTime(1_800_000_000);
+
+    fn event(target: &str) -> AuditEvent {
+        AuditEvent {
+            action: "license.issue".into(),
+            target: target.into(),
+            actor_id: "usr_test".into(),
+            actor_name: "test".into(),
+            ip: "127.0.0.1".into(),
+            metadata: serde_json::json!({}),
+        }
+    }
+
+    fn license(version: u64) -> License {
+        let key = LicenseKey::generate().unwrap();
+        License {
+            id: LicenseId::parse("lic_0123456789abcdef0123456789abcdef").unwrap(),
+            customer: "acme".into(),
+            entitlements: keys::Entitlements::default(),
+            state: State::Issued,
+            subscription_ends_at: None,
+            policy: Default::default(),
+            key_digest: key.digest(),
+            key_sealed: "sealed".into(),
+            retired_key_digests: vec![],
+            binding: Binding::default(),
+            rebound_devices: vec![],
+            lease_seq: 0,
+            last_seen: None,
+            created_at: AT,
+            updated_at: AT,
+            version,
+        }
+    }
+
+    fn write(license: License, expected_version: Option<u64>) -> Change {
+        Change {
+            licenses: vec![LicenseWrite {
+                license,
+                expected_version,
+            }],
+            audit: vec![event("lic")],
+            ..Change::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_survive_reopening_and_stale_writes_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            assert!(!store.is_initialized().await.unwrap());
+            store.initialize(Change::default(), AT).await.unwrap();
+            assert!(matches!(
+                store.initialize(Change::default(), AT).await,
+                Err(Error::Conflict)
+            ));
+            store.commit(write(license(1), None), AT).await.unwrap();
+            // Creating it again, or writing from a stale read, is a conflict and writes nothing.
+            assert!(matches!(store.commit(write(license(1), None), AT).await, Err(Error::Conflict)));
+            store.commit(write(license(2), Some(1)), AT).await.unwrap();
+            assert!(matches!(store.commit(write(license(3), Some(1)), AT).await, Err(Error::Conflict)));
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert!(store.is_initialized().await.unwrap());
+        let id = license(0).id;
+        assert_eq!(store.license(&id).await.unwrap().unwrap().version, 2);
+        let records: Vec<_> = store.audit_records().collect::<Result<_>>().unwrap();
+        // One audit record per successful write, none for the refused ones.
+        assert_eq!(verify_chain(records), Ok(2));
+    }
+
+    #[tokio::test]
+    async fn a_tampered_audit_record_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        for i in 0..5 {
+            let change = Change {
+                audit: vec![event(&format!("t{i}"))],
+                ..Change::default()
+            };
+            store.commit(change, AT).await.unwrap();
+        }
+        let mut third: AuditRecord = decode(&store.audit.get(3u64.to_be_bytes()).unwrap().unwrap()).unwrap();
+        third.event.actor_name = "mallory".into();
+        store.audit.insert(3u64.to_be_bytes(), encode(&third).unwrap()).unwrap();
+        let records: Vec<_> = store.audit_records().collect::<Result<_>>().unwrap();
+        assert_eq!(verify_chain(records).unwrap_err().seq, 3);
+        store.audit.remove(3u64.to_be_bytes()).unwrap();
+        let records: Vec<_> = store.audit_records().collect::<Result<_>>().unwrap();
+        assert_eq!(verify_chain(records).unwrap_err().seq, 3);
+    }
+
+    #[tokio::test]
+    async fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store.meta.insert(SCHEMA_KEY, encode(&(SCHEMA_VERSION + 1)).unwrap()).unwrap();
+            store.flush().unwrap();
+        }
+        assert!(matches!(SledStore::open(dir.path()), Err(Error::Store(_))));
     }
 }

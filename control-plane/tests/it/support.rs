@@ -19,6 +19,7 @@ use tower::ServiceExt as _;
 pub const T0: UnixTime = UnixTime(1_800_000_000);
 pub const DAY: i64 = 86_400;
 
+#[derive(Debug)]
 pub struct Harness {
     pub router: Router,
     pub cp: Arc<ControlPlane>,
@@ -225,6 +226,7 @@ impl Harness {
 }
 
 /// A simulated appliance: a device key, fingerprint components and a counter.
+#[derive(Debug)]
 pub struct Device {
     pub key: PrivateKey,
     pub components: Components,
