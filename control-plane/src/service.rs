@@ -472,8 +472,11 @@ impl ControlPlane {
             let next = transition(license.state, license.is_bound(), action, now)
                 .map_err(Error::InvalidTransition)?;
             let from = license.state.status();
-            if let Some(next) = next {
-                license.state = next;
+            match next {
+                Some(next) => license.state = next,
+                // Nothing to do (a sweep that lost a race with another writer,
+                // say): nothing is written and nothing is audited.
+                None => return Ok(vec![]),
             }
             extra(license);
             let mut metadata = metadata.clone();

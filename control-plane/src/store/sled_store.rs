@@ -86,7 +86,9 @@ impl SledStore {
                 .cache_capacity(128 * 1024 * 1024)
                 .mode(sled::Mode::HighThroughput)
                 .open()
-                .map_err(|e| Error::Store(format!("opening the store at {}: {e}", dir.display())))?,
+                .map_err(|e| {
+                    Error::Store(format!("opening the store at {}: {e}", dir.display()))
+                })?,
         );
         let tree = |name: &str| db.open_tree(name).map_err(store_err);
         let store = SledStore {
@@ -400,9 +402,15 @@ mod tests {
             ));
             store.commit(write(license(1), None), AT).await.unwrap();
             // Creating it again, or writing from a stale read, is a conflict and writes nothing.
-            assert!(matches!(store.commit(write(license(1), None), AT).await, Err(Error::Conflict)));
+            assert!(matches!(
+                store.commit(write(license(1), None), AT).await,
+                Err(Error::Conflict)
+            ));
             store.commit(write(license(2), Some(1)), AT).await.unwrap();
-            assert!(matches!(store.commit(write(license(3), Some(1)), AT).await, Err(Error::Conflict)));
+            assert!(matches!(
+                store.commit(write(license(3), Some(1)), AT).await,
+                Err(Error::Conflict)
+            ));
         }
         let store = SledStore::open(dir.path()).unwrap();
         assert!(store.is_initialized().await.unwrap());
@@ -424,9 +432,13 @@ mod tests {
             };
             store.commit(change, AT).await.unwrap();
         }
-        let mut third: AuditRecord = decode(&store.audit.get(3u64.to_be_bytes()).unwrap().unwrap()).unwrap();
+        let mut third: AuditRecord =
+            decode(&store.audit.get(3u64.to_be_bytes()).unwrap().unwrap()).unwrap();
         third.event.actor_name = "mallory".into();
-        store.audit.insert(3u64.to_be_bytes(), encode(&third).unwrap()).unwrap();
+        store
+            .audit
+            .insert(3u64.to_be_bytes(), encode(&third).unwrap())
+            .unwrap();
         let records: Vec<_> = store.audit_records().collect::<Result<_>>().unwrap();
         assert_eq!(verify_chain(records).unwrap_err().seq, 3);
         store.audit.remove(3u64.to_be_bytes()).unwrap();
@@ -439,7 +451,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = SledStore::open(dir.path()).unwrap();
-            store.meta.insert(SCHEMA_KEY, encode(&(SCHEMA_VERSION + 1)).unwrap()).unwrap();
+            store
+                .meta
+                .insert(SCHEMA_KEY, encode(&(SCHEMA_VERSION + 1)).unwrap())
+                .unwrap();
             store.flush().unwrap();
         }
         assert!(matches!(SledStore::open(dir.path()), Err(Error::Store(_))));

@@ -1,5 +1,6 @@
 //! The control plane's integration tests, one binary (STYLE.md "Tests").
 //!
+//! - `cli`: the binary's offline commands (init once, KEK beside the data dir, audit verify).
 //! - `support`: an in-process control plane on a temp dir with a manual clock,
 //!   users of every role, a simulated appliance, and `call` (router `oneshot`).
 //! - `routes`: every endpoint's happy path and refusals.
@@ -10,6 +11,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cli;
 mod durability;
 mod permissions;
 mod routes;
