@@ -87,6 +87,9 @@ struct ServeArgs {
     /// The `iss` of leases and denials [default: control-plane]
     #[arg(long, env = "CONTROL_PLANE_ISSUER")]
     issuer: Option<String>,
+    /// Seconds between health sweeps and signing-certificate renewal checks; 0 disables [default: 3600]
+    #[arg(long, env = "CONTROL_PLANE_SWEEP_INTERVAL")]
+    sweep_interval: Option<u64>,
 }
 
 /// The settings after flags, environment and file are merged.
@@ -136,12 +139,28 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-/// The KEK from `CONTROL_PLANE_KEK` (base64url) or the KEK file.
-fn load_kek(path: &Path) -> Result<Kek> {
-    if let Ok(text) = std::env::var("CONTROL_PLANE_KEK") {
-        return Ok(Kek::from_b64(&text)?);
+/// Where the key-encryption key comes from: `--kek-file` if given, else
+/// `CONTROL_PLANE_KEK` (base64url), else the KEK file from the environment, the
+/// config file or the default path.
+enum KekSource {
+    Env(String),
+    File(PathBuf),
+}
+
+fn kek_source(common: &CommonArgs, resolved: &Resolved) -> KekSource {
+    if common.kek_file.is_none()
+        && let Ok(text) = std::env::var("CONTROL_PLANE_KEK")
+    {
+        return KekSource::Env(text);
     }
-    Ok(Kek::read(path)?)
+    KekSource::File(resolved.kek_file.clone())
+}
+
+fn load_kek(source: &KekSource) -> Result<Kek> {
+    match source {
+        KekSource::Env(text) => Ok(Kek::from_b64(text).context("CONTROL_PLANE_KEK")?),
+        KekSource::File(path) => Ok(Kek::read(path)?),
+    }
 }
 
 fn main() -> ExitCode {
@@ -169,14 +188,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Init(args) => init(args).await,
         Command::Serve(args) => serve(args).await,
-        Command::Audit(AuditCommand::Verify(args)) => audit_verify(&args.data_dir),
+        Command::Audit(AuditCommand::Verify(args)) => audit_verify(&args.data_dir).await,
     }
 }
 
 async fn init(args: InitArgs) -> Result<ExitCode> {
     let resolved = resolve(&args.common)?;
-    std::fs::create_dir_all(&resolved.data_dir)
-        .with_context(|| format!("creating {}", resolved.data_dir.display()))?;
+    create_private_dir(&resolved.data_dir)?;
     let store = SledStore::open(&resolved.data_dir)?;
     if store.is_initialized().await? {
         bail!(
@@ -184,12 +202,24 @@ async fn init(args: InitArgs) -> Result<ExitCode> {
             resolved.data_dir.display()
         );
     }
-    let kek = if std::env::var_os("CONTROL_PLANE_KEK").is_some() || resolved.kek_file.exists() {
-        load_kek(&resolved.kek_file)?
-    } else {
-        let kek = Kek::generate()?;
-        kek.write_new(&resolved.kek_file)?;
-        kek
+    let source = kek_source(&args.common, &resolved);
+    let kek = match &source {
+        KekSource::File(path) if !path.exists() => {
+            if path.starts_with(&resolved.data_dir) {
+                bail!(
+                    "the key-encryption key must not live inside the data directory ({})",
+                    path.display()
+                );
+            }
+            let kek = Kek::generate()?;
+            kek.write_new(path)?;
+            kek
+        }
+        source => load_kek(source)?,
+    };
+    let kek_shown = match &source {
+        KekSource::Env(_) => "from CONTROL_PLANE_KEK".to_owned(),
+        KekSource::File(path) => path.display().to_string(),
     };
     let done = ControlPlane::initialize(&store, &SystemClock, &kek, &args.admin_name).await?;
     store.flush()?;
@@ -198,7 +228,7 @@ async fn init(args: InitArgs) -> Result<ExitCode> {
             "{}",
             serde_json::json!({
                 "data_dir": resolved.data_dir,
-                "kek_file": resolved.kek_file,
+                "kek": kek_shown,
                 "admin_id": done.admin.id,
                 "admin_name": done.admin.name,
                 "admin_token": done.token.expose(),
@@ -209,8 +239,7 @@ async fn init(args: InitArgs) -> Result<ExitCode> {
     } else {
         println!("initialized {}", resolved.data_dir.display());
         println!(
-            "key-encryption key: {} (keep it apart from the data directory and its backups)",
-            resolved.kek_file.display()
+            "key-encryption key: {kek_shown} (keep it apart from the data directory and its backups)"
         );
         println!("root key: {}", done.root_kid);
         println!("signing key: {}", done.signing_kid);
@@ -241,8 +270,23 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
         );
     }
     let store = Arc::new(SledStore::open(&resolved.data_dir)?);
-    let kek = load_kek(&resolved.kek_file)?;
+    if !store.is_initialized().await? {
+        bail!(
+            "{} is not initialized: run `control-plane init --data-dir {}` first",
+            resolved.data_dir.display(),
+            resolved.data_dir.display()
+        );
+    }
+    let kek = load_kek(&kek_source(&args.common, &resolved))?;
     let cp = Arc::new(ControlPlane::open(store.clone(), Arc::new(SystemClock), kek, issuer).await?);
+    cp.renew_certificate_if_due().await?;
+    let interval = args.sweep_interval.unwrap_or(3600);
+    if interval > 0 {
+        tokio::spawn(housekeeping(
+            cp.clone(),
+            std::time::Duration::from_secs(interval),
+        ));
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
@@ -254,6 +298,35 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
     store.flush()?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The health sweep and the certificate renewal check, on a timer. Failures are
+/// logged and retried at the next tick; they never stop the server.
+async fn housekeeping(cp: Arc<ControlPlane>, every: std::time::Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match cp.sweep(&control_plane::service::Actor::system()).await {
+            Ok(report) => tracing::info!(?report, "health sweep"),
+            Err(e) => tracing::error!(error = %e, "health sweep failed"),
+        }
+        if let Err(e) = cp.renew_certificate_if_due().await {
+            tracing::error!(error = %e, "certificate renewal check failed");
+        }
+    }
+}
+
+/// Creates the data directory readable by its owner only.
+fn create_private_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {}", dir.display()))?;
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -277,13 +350,27 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-fn audit_verify(data_dir: &Path) -> Result<ExitCode> {
+async fn audit_verify(data_dir: &Path) -> Result<ExitCode> {
     if !data_dir.exists() {
         bail!("{} does not exist", data_dir.display());
     }
     let store = SledStore::open(data_dir)?;
     let records = store.audit_records().collect::<Result<Vec<_>, _>>()?;
+    let last_hash = records.last().map(|r| r.hash.clone());
+    let head = store.audit_head().await?;
     match verify_chain(records) {
+        // The chain verifies; its end must also be the head the store recorded
+        // in the same transactions, or records were cut off the end.
+        Ok(count)
+            if count != head.seq || (count > 0 && last_hash.as_deref() != Some(&head.hash)) =>
+        {
+            println!(
+                "audit chain broken at record {}: the log ends at record {count} but the recorded head is record {}",
+                count + 1,
+                head.seq
+            );
+            Ok(ExitCode::from(4))
+        }
         Ok(count) => {
             println!("audit chain intact: {count} records");
             Ok(ExitCode::SUCCESS)

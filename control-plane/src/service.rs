@@ -30,8 +30,10 @@ use std::sync::{Arc, RwLock};
 const CONFLICT_RETRIES: usize = 8;
 /// How long a signed denial is valid: long enough to reach the appliance.
 const DENIAL_TTL_SECS: i64 = 3600;
-/// Validity of the signing-key certificate made at `init`.
+/// Validity of a signing-key certificate made by the online root.
 const SIGNING_CERT_DAYS: i64 = 365;
+/// A certificate with fewer days than this left is renewed.
+const RENEW_BEFORE_DAYS: i64 = 60;
 
 /// Who is acting, for permission checks and the audit log.
 #[derive(Debug, Clone)]
@@ -280,6 +282,78 @@ impl ControlPlane {
             signer: RwLock::new(Arc::new(signer)),
             issuer,
         })
+    }
+
+    /// Re-certifies the active signing key with the root when its certificate has
+    /// fewer than `RENEW_BEFORE_DAYS` days left, so a fleet never locks because a
+    /// certificate lapsed. Needs the root key online (sealed in the store); with an
+    /// offline root it logs an error every time it is due instead. Returns whether
+    /// it renewed.
+    pub async fn renew_certificate_if_due(&self) -> Result<bool> {
+        let now = self.now();
+        let records = self.store.keys().await?;
+        let Some(active) = records
+            .iter()
+            .filter(|k| k.role == KeyRole::Signing && k.state == KeyState::Active)
+            .max_by_key(|k| k.activated_at)
+        else {
+            return Err(Error::internal("no active signing key in the store"));
+        };
+        let exp = active
+            .chain
+            .last()
+            .and_then(|cert| keys::inspect(cert).ok())
+            .and_then(|cert| cert.claims.get("exp").and_then(serde_json::Value::as_i64))
+            .unwrap_or(i64::MIN);
+        if exp - now.secs() > RENEW_BEFORE_DAYS * 86_400 {
+            return Ok(false);
+        }
+        let Some(root) = records
+            .iter()
+            .find(|k| k.role == KeyRole::Root && k.state == KeyState::Active)
+        else {
+            tracing::error!(kid = %active.kid, exp, "the signing certificate needs renewing and no root key is online: certify it offline");
+            return Ok(false);
+        };
+        let root_key = self.kek.open_private_key(&root.sealed)?;
+        let signing = self.kek.open_private_key(&active.sealed)?;
+        let cert = keys::sign(
+            &root_key,
+            &KeyCert {
+                iss: "control-plane-root".into(),
+                iat: now,
+                nbf: now,
+                exp: now.plus(SIGNING_CERT_DAYS * 86_400),
+                jti: random_id()?,
+                kid: signing.kid().to_string(),
+                public: signing.public().to_b64(),
+                key_use: KeyUse::Lease,
+            },
+        )?;
+        let mut record = active.clone();
+        record.chain = vec![cert];
+        let actor = Actor::system();
+        self.store
+            .commit(
+                Change {
+                    keys: vec![record],
+                    audit: vec![actor.event(
+                        "signing.certify",
+                        active.kid.as_str(),
+                        json!({"certified_by": root.kid, "previous_exp": exp, "reason": "renewal"}),
+                    )],
+                    ..Change::default()
+                },
+                now,
+            )
+            .await?;
+        let signer = Self::load_signer(self.store.as_ref(), &self.kek).await?;
+        match self.signer.write() {
+            Ok(mut guard) => *guard = Arc::new(signer),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(signer),
+        }
+        tracing::info!(kid = %active.kid, "renewed the signing key's certificate");
+        Ok(true)
     }
 
     async fn load_signer(store: &dyn Store, kek: &Kek) -> Result<Signer> {
@@ -550,8 +624,21 @@ impl ControlPlane {
         id: &LicenseId,
         subscription_ends_at: Option<UnixTime>,
     ) -> Result<License> {
-        if subscription_ends_at.is_some_and(|end| end <= self.now()) {
+        let now = self.now();
+        if subscription_ends_at.is_some_and(|end| end <= now) {
             return Err(Error::bad_request("subscription_ends_at is in the past"));
+        }
+        let license = self
+            .store
+            .license(id)
+            .await?
+            .ok_or(Error::NotFound("license"))?;
+        if subscription_ends_at.is_none()
+            && license.subscription_ends_at.is_some_and(|end| end <= now)
+        {
+            return Err(Error::bad_request(
+                "the subscription has ended: give a new subscription_ends_at to restore",
+            ));
         }
         self.act(
             actor,
@@ -702,9 +789,12 @@ impl ControlPlane {
 
     /// Handles an activation or heartbeat. `presented_key` is the bearer license
     /// key of the request. Unsigned failures come back as `Err`; the appliance
-    /// treats those as "offline". Signed denials come back as `Ok(Denied)` and are
-    /// made only for a request whose device signature verified under a key this
-    /// license knows, so a man in the middle cannot turn them against anyone.
+    /// treats those as "offline". Signed denials come back as `Ok(Denied)`, only
+    /// for a request whose device signature verified and covers the digest of the
+    /// license key it presents: either the current key (any denial of the
+    /// license's true state), or, for `invalid_key`, a superseded key presented by
+    /// the bound device. A man in the middle can neither forge such a request nor
+    /// alter one, so he cannot obtain a denial for a nonce of his choosing.
     pub async fn device_request(
         &self,
         id: &LicenseId,
@@ -758,12 +848,16 @@ impl ControlPlane {
                 .iter()
                 .any(|d| d.matches(&presented.digest()));
             if retired && bound_here {
-                return self.deny(&license, DenialReason::InvalidKey, &request.nonce, now);
+                return self
+                    .deny(&license, DenialReason::InvalidKey, &request.nonce, now)
+                    .await;
             }
             return Err(Error::Unauthenticated);
         }
         if license.rebound_devices.contains(&request.device_key) {
-            return self.deny(&license, DenialReason::Rebound, &request.nonce, now);
+            return self
+                .deny(&license, DenialReason::Rebound, &request.nonce, now)
+                .await;
         }
         let settings = license.policy.apply(&self.store.settings().await?);
         let read_version = license.version;
@@ -833,10 +927,12 @@ impl ControlPlane {
             }
             None => {
                 if request.kind == RequestKind::Heartbeat {
-                    return self.deny(&license, DenialReason::NotActivated, &request.nonce, now);
+                    return self
+                        .deny(&license, DenialReason::NotActivated, &request.nonce, now)
+                        .await;
                 }
                 if let Some(reason) = license.state.denial() {
-                    return self.deny(&license, reason, &request.nonce, now);
+                    return self.deny(&license, reason, &request.nonce, now).await;
                 }
                 if let Some(expected) = &license.binding.components
                     && !settings
@@ -876,7 +972,7 @@ impl ControlPlane {
             if !events.is_empty() {
                 self.write(&license, read_version, events, now).await?;
             }
-            return self.deny(&license, reason, &request.nonce, now);
+            return self.deny(&license, reason, &request.nonce, now).await;
         }
 
         let (status, grace) = match license.state {
@@ -890,7 +986,9 @@ impl ControlPlane {
             license.subscription_ends_at,
         );
         if exp <= now {
-            return self.deny(&license, DenialReason::Expired, &request.nonce, now);
+            return self
+                .deny(&license, DenialReason::Expired, &request.nonce, now)
+                .await;
         }
         license.lease_seq += 1;
         license.binding.counter = request.counter;
@@ -982,13 +1080,16 @@ impl ControlPlane {
         Err(Error::CloneSuspected(format!("suspected clone: {why}")))
     }
 
-    fn deny(
+    async fn deny(
         &self,
         license: &License,
         reason: DenialReason,
         nonce: &str,
         now: UnixTime,
     ) -> Result<DeviceOutcome> {
+        // The denial is based on what was read; make sure that is durable before
+        // an appliance locks on it.
+        self.store.sync().await?;
         let signer = self.signer();
         let denial = Denial {
             iss: self.issuer.clone(),

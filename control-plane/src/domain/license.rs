@@ -103,7 +103,8 @@ pub enum Action {
     /// The subscription is paid again.
     Restore,
     /// The health sweep reconciles deadlines: grace past its end expires, a
-    /// subscription past its end suspends.
+    /// subscription past its end suspends (a license in grace included: its
+    /// leases cannot outlive the subscription anyway).
     Sweep {
         subscription_ends_at: Option<UnixTime>,
     },
@@ -174,7 +175,7 @@ pub fn transition(
 
         (State::Grace { until }, Action::Sweep { .. }) if until <= now => State::Expired,
         (
-            State::Issued | State::Active,
+            State::Issued | State::Active | State::Grace { .. },
             Action::Sweep {
                 subscription_ends_at: Some(end),
             },
@@ -351,7 +352,7 @@ mod tests {
             ("suspended", "restore") => "active",
             (_, "restore") => "refused",
             ("grace(past)" | "grace(now)", a) if a.starts_with("sweep") => "expired",
-            ("issued" | "active", "sweep(ended)") => "suspended",
+            ("issued" | "active" | "grace(future)", "sweep(ended)") => "suspended",
             (_, a) if a.starts_with("sweep") => "unchanged",
             _ => panic!("no expectation for {state} × {action}"),
         }

@@ -42,12 +42,34 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::map_response(json_timeout))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(AppState { cp })
+}
+
+/// The timeout layer answers with an empty body; give it the API's error format.
+async fn json_timeout(response: axum::response::Response) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    if response.status() == StatusCode::REQUEST_TIMEOUT
+        && !response
+            .headers()
+            .contains_key(axum::http::header::CONTENT_TYPE)
+    {
+        return ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format!(
+                "the request took longer than {} s",
+                REQUEST_TIMEOUT.as_secs()
+            ),
+        )
+        .into_response();
+    }
+    response
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then drains in-flight

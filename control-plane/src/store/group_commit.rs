@@ -84,6 +84,14 @@ impl GroupCommit {
         group
     }
 
+    /// Whether a flush has failed (writes can no longer be made durable).
+    pub fn failure(&self) -> Option<String> {
+        match &*self.flushed.borrow() {
+            Flushed::Failed(e) => Some(e.clone()),
+            Flushed::Through(_) => None,
+        }
+    }
+
     /// Waits until everything written before this call is durable.
     pub async fn durable(&self) -> Result<(), String> {
         // The ticket is taken after the caller's write was applied in memory, and

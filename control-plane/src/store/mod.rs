@@ -127,4 +127,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn commit(&self, change: Change, at: UnixTime) -> Result<Vec<AuditRecord>>;
     /// Marks the store initialized (writes the schema version) within `change`.
     async fn initialize(&self, change: Change, at: UnixTime) -> Result<Vec<AuditRecord>>;
+    /// Waits until every write applied so far is durable, so that an answer
+    /// based on what was read reflects durable state.
+    async fn sync(&self) -> Result<()>;
+    /// Fails when the store can no longer make writes durable.
+    async fn health(&self) -> Result<()>;
+    /// The head of the audit chain (the last record's seq and hash).
+    async fn audit_head(&self) -> Result<crate::domain::audit::ChainHead>;
 }

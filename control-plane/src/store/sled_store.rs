@@ -197,7 +197,7 @@ impl SledStore {
         })
     }
 
-    /// Flushes and reports the size on disk (for shutdown and diagnostics).
+    /// Flushes everything to disk (at shutdown).
     pub fn flush(&self) -> Result<()> {
         self.db.flush().map(drop).map_err(store_err)
     }
@@ -332,6 +332,21 @@ impl Store for SledStore {
         let written = self.apply(&change, at, true)?;
         self.durable().await?;
         Ok(written)
+    }
+
+    async fn sync(&self) -> Result<()> {
+        self.durable().await
+    }
+
+    async fn health(&self) -> Result<()> {
+        match self.group.failure() {
+            Some(e) => Err(Error::Store(format!("writes cannot be made durable: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    async fn audit_head(&self) -> Result<ChainHead> {
+        Ok(Self::get(&self.meta, HEAD_KEY)?.unwrap_or_default())
     }
 }
 

@@ -24,7 +24,7 @@ use control_plane::clock::{Clock as _, SystemClock};
 use keys::PrivateKey;
 use keys::proto::{Components, RequestKind};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -86,6 +86,7 @@ fn acknowledged_changes_survive_sigkill() {
         .map(|index| Worker::new(index, rng.next()))
         .collect();
     let mut totals = Totals::default();
+    let mut audit = AuditLog::default();
 
     let mut server = Server::start(&data);
     for cycle in 1..=cycles {
@@ -127,10 +128,10 @@ fn acknowledged_changes_survive_sigkill() {
             addr: server.addr,
             admin: &admin,
         };
-        let checks = check_and_resync(&client, &mut workers);
+        let checks = check_and_resync(&client, &mut workers, &mut audit);
         println!(
             "cycle {cycle:>3}: killed after {:>3} ms; acknowledged {:>4} ({}); in flight {} \
-             (landed {}); checked {} licenses, {} keys, {} audit records; {chain}",
+             (landed {}); checked {} licenses, {} keys, {} new audit records; {chain}",
             kill_after.as_millis(),
             load.acknowledged(),
             load.describe(),
@@ -578,7 +579,7 @@ impl Checks {
 
 /// Checks every license and the audit log against the model, then makes the
 /// model what the server shows.
-fn check_and_resync(client: &Client, workers: &mut [Worker]) -> Checks {
+fn check_and_resync(client: &Client, workers: &mut [Worker], audit: &mut AuditLog) -> Checks {
     let mut checks = Checks::default();
     // First the records: what each license looks like now, and its key where it changed.
     let mut seen: HashMap<String, (Expect, Option<String>)> = HashMap::new();
@@ -598,6 +599,12 @@ fn check_and_resync(client: &Client, workers: &mut [Worker]) -> Checks {
             reply.body
         );
         let now = Expect::from_view(&reply.body);
+        assert!(
+            now.lease_seq >= license.acked.lease_seq,
+            "LOST: lease_seq of {id} is {} after SIGKILL, but a lease with seq {} was acknowledged",
+            now.lease_seq,
+            license.acked.lease_seq
+        );
         let as_acked = now.matches(&license.acked, false);
         let as_landed = license
             .pending
@@ -610,10 +617,6 @@ fn check_and_resync(client: &Client, workers: &mut [Worker]) -> Checks {
             license.acked,
             license.pending.as_ref().map(|p| (p.op, &p.landed)),
             reply.body
-        );
-        assert!(
-            now.lease_seq >= license.acked.lease_seq,
-            "LOST: lease seq of {id}"
         );
         if as_landed && !as_acked {
             checks.landed += 1;
@@ -654,9 +657,23 @@ fn check_and_resync(client: &Client, workers: &mut [Worker]) -> Checks {
     }
 
     // Then the audit log: a record for every acknowledged action, and no more than
-    // the requests in flight explain.
-    let mut counts: HashMap<(String, String), u64> = HashMap::new();
-    let mut cursor: Option<u64> = None;
+    // the requests in flight explain. The records up to the last one read at the
+    // previous check are still there, unchanged, if that one is: `audit verify`
+    // found the chain intact, and each record's hash covers its predecessor's.
+    let mut cursor = None;
+    if let Some((seq, hash)) = &audit.last {
+        let path = format!("/audit?limit=1&cursor={}", seq - 1);
+        let reply = http(client.addr, "GET", &path, Some(client.admin), None)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let item = &reply.body["items"][0];
+        assert!(
+            reply.status == 200 && item["seq"] == json!(seq) && item["hash"] == json!(hash),
+            "LOST: audit record {seq} (hash {hash}), read after an earlier restart, is now {}",
+            reply.body
+        );
+        cursor = Some(*seq);
+    }
+    let counts = &mut audit.counts;
     loop {
         let path = match cursor {
             Some(c) => format!("/audit?limit=1000&cursor={c}"),
@@ -674,13 +691,18 @@ fn check_and_resync(client: &Client, workers: &mut [Worker]) -> Checks {
             let target = item["target"].as_str().unwrap().to_owned();
             *counts.entry((target, action)).or_default() += 1;
             checks.audit_records += 1;
+            let seq = item["seq"].as_u64().unwrap();
+            let hash = item["hash"].as_str().unwrap().to_owned();
+            audit.last = Some((seq, hash));
         }
         match reply.body["next_cursor"].as_u64() {
             Some(next) => cursor = Some(next),
             None => break,
         }
     }
+    let mut known = HashSet::new();
     for license in workers.iter_mut().flat_map(|w| w.licenses.iter_mut()) {
+        known.insert(license.id.clone());
         let in_flight = license.pending.as_ref().and_then(|p| p.op.audit_action());
         for action in [
             "license.issue",
@@ -693,7 +715,8 @@ fn check_and_resync(client: &Client, workers: &mut [Worker]) -> Checks {
         ] {
             let acked = license.audited.get(action).copied().unwrap_or(0);
             let found = counts
-                .remove(&(license.id.clone(), action.to_owned()))
+                .get(&(license.id.clone(), action.to_owned()))
+                .copied()
                 .unwrap_or(0);
             assert!(
                 found >= acked,
@@ -714,7 +737,7 @@ fn check_and_resync(client: &Client, workers: &mut [Worker]) -> Checks {
     // Issues in flight at a kill may have made licenses the test never heard of.
     let unknown: u64 = counts
         .iter()
-        .filter(|((_, action), _)| action == "license.issue")
+        .filter(|((target, action), _)| action == "license.issue" && !known.contains(target))
         .map(|(_, n)| n)
         .sum();
     let in_flight_issues: u64 = workers.iter().map(|w| w.unknown_issues).sum();
@@ -741,6 +764,15 @@ fn check_and_resync(client: &Client, workers: &mut [Worker]) -> Checks {
         license.key_changed = false;
     }
     checks
+}
+
+/// The audit log as read so far.
+#[derive(Debug, Default)]
+struct AuditLog {
+    /// Records by (target, action).
+    counts: HashMap<(String, String), u64>,
+    /// The seq and hash of the last record read.
+    last: Option<(u64, String)>,
 }
 
 // ----- counters -----
