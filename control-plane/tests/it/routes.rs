@@ -837,3 +837,64 @@ async fn public_keys_and_health() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "ok");
 }
+
+#[tokio::test]
+async fn restore_into_an_ended_subscription_needs_a_new_end() {
+    let h = Harness::new().await;
+    let (status, body) = h
+        .call(
+            Method::POST,
+            "/licenses",
+            Some(&h.admin),
+            Some(json!({"customer": "acme", "entitlements": {"product": "gw"},
+                        "subscription_ends_at": control_plane::http::wire::format_time(h.clock_now().plus(DAY))})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = body["license"]["id"].as_str().unwrap().to_owned();
+    h.act(&id, "suspend", None).await;
+    h.clock.advance(2 * DAY);
+    let (status, body) = h
+        .call(
+            Method::POST,
+            &format!("/licenses/{id}/restore"),
+            Some(&h.admin),
+            None,
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(h.status_of(&id).await, "suspended");
+    let end = control_plane::http::wire::format_time(h.clock_now().plus(30 * DAY));
+    let body = h
+        .act(&id, "restore", Some(json!({"subscription_ends_at": end})))
+        .await;
+    assert_eq!(body["status"], "issued");
+}
+
+#[tokio::test]
+async fn the_signing_certificate_is_renewed_before_it_lapses() {
+    let h = Harness::new().await;
+    let mut device = Device::new(1);
+    let (id, key) = active_license(&h, &mut device).await;
+    // Fresh from init: nothing to do.
+    assert!(!h.cp.renew_certificate_if_due().await.unwrap());
+    // 320 days on, 45 days before the certificate's end: renewed, once, audited.
+    h.clock.advance(320 * DAY);
+    assert!(h.cp.renew_certificate_if_due().await.unwrap());
+    assert!(!h.cp.renew_certificate_if_due().await.unwrap());
+    let (_, audit) = h
+        .call(
+            Method::GET,
+            "/audit?action=signing.certify",
+            Some(&h.admin),
+            None,
+        )
+        .await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 1);
+    // A year after init (past the first certificate's end), leases still verify.
+    h.clock.advance(60 * DAY);
+    let req = device.request(Heartbeat, &id, &key, h.clock_now());
+    let (status, body) = h.device(&id, &key, &req).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(h.verify_lease(&body).sub, id);
+}
