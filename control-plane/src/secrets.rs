@@ -9,8 +9,6 @@
 
 use crate::domain::ids::{LicenseId, LicenseKey};
 use crate::error::{Error, Result};
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use keys::PrivateKey;
 use keys::keyfile::{self, KdfParams, KeyRole, Passphrase, SealedKey};
 use std::fmt;
@@ -61,54 +59,17 @@ impl Kek {
             .map_err(|e| Error::internal(format!("writing the key-encryption key: {e}")))
     }
 
-    fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new(<&Key>::from(&*self.0))
-    }
-
     /// Encrypts a license key, bound to its license id.
     pub fn seal_license_key(&self, id: &LicenseId, key: &LicenseKey) -> Result<String> {
-        let mut nonce = [0u8; 24];
-        getrandom::fill(&mut nonce)
-            .map_err(|_| Error::internal("random number generator failed"))?;
-        let sealed = self
-            .cipher()
-            .encrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: key.expose().as_bytes(),
-                    aad: id.as_str().as_bytes(),
-                },
-            )
-            .map_err(|_| Error::internal("encryption failed"))?;
-        Ok(format!(
-            "v1.{}.{}",
-            keys::b64::encode(nonce),
-            keys::b64::encode(sealed)
-        ))
+        keyfile::seal_blob(&self.0, id.as_str().as_bytes(), key.expose().as_bytes())
+            .map_err(|e| Error::internal(format!("sealing a license key: {e}")))
     }
 
     /// Decrypts a license key sealed by [`Kek::seal_license_key`] for the same id.
     pub fn open_license_key(&self, id: &LicenseId, sealed: &str) -> Result<LicenseKey> {
         let bad = || Error::internal(format!("the stored key of {id} cannot be decrypted"));
-        let mut parts = sealed.split('.');
-        let (Some("v1"), Some(nonce), Some(body), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(bad());
-        };
-        let nonce = keys::b64::decode_array::<24>(nonce).ok_or_else(bad)?;
-        let body = keys::b64::decode(body).ok_or_else(bad)?;
-        let plain = Zeroizing::new(
-            self.cipher()
-                .decrypt(
-                    &XNonce::from(nonce),
-                    Payload {
-                        msg: &body,
-                        aad: id.as_str().as_bytes(),
-                    },
-                )
-                .map_err(|_| bad())?,
-        );
+        let plain =
+            keyfile::open_blob(&self.0, id.as_str().as_bytes(), sealed).map_err(|_| bad())?;
         std::str::from_utf8(&plain)
             .ok()
             .and_then(LicenseKey::parse)

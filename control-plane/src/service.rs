@@ -812,7 +812,59 @@ impl ControlPlane {
             .verify(&digest_b64)
             .map_err(|_| Error::Unauthenticated)?;
         let actor = Actor::appliance(id, ip);
+        self.device_loop(id, Some(&presented), request, &device, &actor, None)
+            .await
+    }
 
+    /// Air-gapped activation: an operator submits the box's signed activation
+    /// request (carried out of the site as a file); the answer is a lease with
+    /// the long air-gap window, carried back. The request's signature covers the
+    /// license key's digest, which the control plane holds, so the operator never
+    /// needs the key itself.
+    pub async fn offline_activation(
+        &self,
+        actor: &Actor,
+        id: &LicenseId,
+        request: &DeviceRequest,
+    ) -> Result<DeviceOutcome> {
+        request.check_shape().map_err(Error::bad_request)?;
+        if request.license_id != id.as_str() || request.kind != RequestKind::Activate {
+            return Err(Error::bad_request(
+                "the request is not an activation request for this license",
+            ));
+        }
+        let license = self
+            .store
+            .license(id)
+            .await?
+            .ok_or(Error::NotFound("license"))?;
+        let device = request.verify(license.key_digest.as_str()).map_err(|_| {
+            Error::bad_request(
+                "the request's signature does not verify with this license's current key",
+            )
+        })?;
+        let settings = self.store.settings().await?;
+        self.device_loop(
+            id,
+            None,
+            request,
+            &device,
+            actor,
+            Some(settings.airgap_offline_window_secs),
+        )
+        .await
+    }
+
+    /// Runs [`Self::device_step`], retrying when another writer got there first.
+    async fn device_loop(
+        &self,
+        id: &LicenseId,
+        presented: Option<&LicenseKey>,
+        request: &DeviceRequest,
+        device: &PublicKey,
+        actor: &Actor,
+        offline_window: Option<u32>,
+    ) -> Result<DeviceOutcome> {
         for _ in 0..CONFLICT_RETRIES {
             let license = self
                 .store
@@ -820,7 +872,7 @@ impl ControlPlane {
                 .await?
                 .ok_or(Error::Unauthenticated)?;
             match self
-                .device_step(license, &presented, request, &device, &actor)
+                .device_step(license, presented, request, device, actor, offline_window)
                 .await
             {
                 Err(Error::Conflict) => continue,
@@ -830,18 +882,24 @@ impl ControlPlane {
         Err(Error::Conflict)
     }
 
+    /// `presented`: the license key of an appliance's own request, or `None`
+    /// when an authorized operator submits it (air-gapped activation, whose
+    /// signature was checked against the stored key digest).
     async fn device_step(
         &self,
         mut license: License,
-        presented: &LicenseKey,
+        presented: Option<&LicenseKey>,
         request: &DeviceRequest,
         device: &PublicKey,
         actor: &Actor,
+        offline_window: Option<u32>,
     ) -> Result<DeviceOutcome> {
         let now = self.now();
         let id = license.id.clone();
         let bound_here = license.binding.device_key.as_deref() == Some(request.device_key.as_str());
-        if !presented.digest().matches(&license.key_digest) {
+        if let Some(presented) = presented
+            && !presented.digest().matches(&license.key_digest)
+        {
             // A superseded key from the box this license is bound to: tell it, signed.
             let retired = license
                 .retired_key_digests
@@ -959,6 +1017,7 @@ impl ControlPlane {
                     "license.activate",
                     id.as_str(),
                     json!({
+                        "airgapped": offline_window.is_some(),
                         "fingerprint": fingerprint_digest(&request.components),
                         "device_key": request.device_key,
                         "from": from.as_str(),
@@ -975,16 +1034,12 @@ impl ControlPlane {
             return self.deny(&license, reason, &request.nonce, now).await;
         }
 
+        let offline_secs = offline_window.unwrap_or(settings.offline_window_secs);
         let (status, grace) = match license.state {
             State::Grace { until } => (LeaseStatus::Grace, Some(until)),
             _ => (LeaseStatus::Active, None),
         };
-        let exp = lease_expiry(
-            now,
-            settings.offline_window_secs,
-            grace,
-            license.subscription_ends_at,
-        );
+        let exp = lease_expiry(now, offline_secs, grace, license.subscription_ends_at);
         if exp <= now {
             return self
                 .deny(&license, DenialReason::Expired, &request.nonce, now)
@@ -1013,7 +1068,7 @@ impl ControlPlane {
             cust: license.customer.clone(),
             ent: license.entitlements.clone(),
             hb: settings.heartbeat_interval_secs,
-            offline: settings.offline_window_secs,
+            offline: offline_secs,
             nonce: request.nonce.clone(),
         };
         let token = keys::sign(&signer.key, &lease)?;

@@ -265,6 +265,48 @@ pub fn open(sealed: &SealedKey, passphrase: &Passphrase) -> Result<PrivateKey> {
     Ok(key)
 }
 
+/// Seals `secret` under a 32-byte random key with XChaCha20-Poly1305, bound to
+/// `context` (associated data: a value sealed for one license or purpose does not
+/// open for another). The result is text: `v1.<nonce>.<ciphertext>`, base64url.
+/// For secrets kept by services under a key-encryption key (license keys on the
+/// control plane, the license key on an appliance).
+pub fn seal_blob(key: &[u8; 32], context: &[u8], secret: &[u8]) -> Result<String> {
+    let mut nonce = [0u8; 24];
+    getrandom::fill(&mut nonce).map_err(|_| Error::Random)?;
+    let sealed = XChaCha20Poly1305::new(<&XKey>::from(key))
+        .encrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: secret,
+                aad: context,
+            },
+        )
+        .map_err(|_| Error::key_file("encryption failed"))?;
+    Ok(format!("v1.{}.{}", b64::encode(nonce), b64::encode(sealed)))
+}
+
+/// Opens a value sealed by [`seal_blob`] with the same key and context.
+pub fn open_blob(key: &[u8; 32], context: &[u8], sealed: &str) -> Result<Zeroizing<Vec<u8>>> {
+    let mut parts = sealed.split('.');
+    let (Some("v1"), Some(nonce), Some(body), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Error::key_file("not a sealed value"));
+    };
+    let nonce = b64::decode_array::<24>(nonce).ok_or_else(|| Error::key_file("bad nonce"))?;
+    let body = b64::decode(body).ok_or_else(|| Error::key_file("bad ciphertext"))?;
+    XChaCha20Poly1305::new(<&XKey>::from(key))
+        .decrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: &body,
+                aad: context,
+            },
+        )
+        .map(Zeroizing::new)
+        .map_err(|_| Error::WrongPassphrase)
+}
+
 /// Writes a file readable and writable by its owner only (mode 0600), refusing to
 /// replace an existing file, and syncs it and its directory before returning.
 pub fn write_secret_file(path: &Path, contents: &[u8]) -> Result<()> {
@@ -361,6 +403,20 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn blobs_open_only_with_their_key_and_context() {
+        let key = [9u8; 32];
+        let sealed = seal_blob(&key, b"lic_1", b"pk_secret").expect("seal");
+        assert!(!sealed.contains("pk_secret"));
+        assert_eq!(
+            &*open_blob(&key, b"lic_1", &sealed).expect("open"),
+            b"pk_secret"
+        );
+        assert!(open_blob(&key, b"lic_2", &sealed).is_err());
+        assert!(open_blob(&[8u8; 32], b"lic_1", &sealed).is_err());
+        assert!(open_blob(&key, b"lic_1", "v1.x.y").is_err());
     }
 
     #[cfg(unix)]

@@ -188,6 +188,30 @@ impl DeviceRequest {
     }
 }
 
+/// The control plane's answer to a request it grants: a lease and what the
+/// appliance needs to verify it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseResponse {
+    pub lease: String,
+    /// The signing key's certificate chain, pinned-root side first.
+    pub chain: Vec<String>,
+    /// Kids that must no longer be trusted.
+    pub revoked_kids: Vec<String>,
+    pub heartbeat_interval_secs: u32,
+}
+
+/// The control plane's signed refusal (HTTP 401 for `invalid_key`, 403 otherwise).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DenialResponse {
+    /// The denial reason, as in the token.
+    pub error: String,
+    pub message: String,
+    /// The `denial+jwt`.
+    pub denial: String,
+    pub chain: Vec<String>,
+    pub revoked_kids: Vec<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,6 +57,13 @@ pub struct Settings {
     pub fingerprint_policy: FingerprintPolicy,
     /// How far back an appliance's clock may step before it locks.
     pub clock_skew_tolerance_secs: u32,
+    /// The offline window of leases made for air-gapped activation.
+    #[serde(default = "default_airgap_window")]
+    pub airgap_offline_window_secs: u32,
+}
+
+fn default_airgap_window() -> u32 {
+    365 * DAY as u32
 }
 
 impl Default for Settings {
@@ -67,6 +74,7 @@ impl Default for Settings {
             default_grace_days: 5,
             fingerprint_policy: FingerprintPolicy::KOfN { k: 3 },
             clock_skew_tolerance_secs: 300,
+            airgap_offline_window_secs: default_airgap_window(),
         }
     }
 }
@@ -85,6 +93,9 @@ impl Settings {
         }
         if self.default_grace_days > 365 {
             return Err("default_grace_days must be at most 365".into());
+        }
+        if !(DAY as u32..=3 * 366 * DAY as u32).contains(&self.airgap_offline_window_secs) {
+            return Err("airgap_offline_window_secs must be between 1 and 1098 days".into());
         }
         if self.clock_skew_tolerance_secs > 86_400 {
             return Err("clock_skew_tolerance_secs must be at most 86400".into());
@@ -118,6 +129,7 @@ impl PolicyOverrides {
             default_grace_days: self.default_grace_days.unwrap_or(base.default_grace_days),
             fingerprint_policy: self.fingerprint_policy.unwrap_or(base.fingerprint_policy),
             clock_skew_tolerance_secs: base.clock_skew_tolerance_secs,
+            airgap_offline_window_secs: base.airgap_offline_window_secs,
         }
     }
 }

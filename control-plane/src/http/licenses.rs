@@ -31,6 +31,10 @@ pub fn router() -> Router<AppState> {
         .route("/licenses/{id}", get(show))
         .route("/licenses/{id}/activate", post(device))
         .route("/licenses/{id}/heartbeat", post(device))
+        .route(
+            "/licenses/{id}/offline-activation",
+            post(offline_activation),
+        )
         .route("/licenses/{id}/revoke", post(revoke))
         .route("/licenses/{id}/reinstate", post(reinstate))
         .route("/licenses/{id}/rebind", post(rebind))
@@ -231,6 +235,21 @@ async fn sweep(
     Ok(axum::Json(json!(report)))
 }
 
+/// Air-gapped activation: the operator posts the box's activation request and
+/// gets the response file to carry back (license.issue).
+async fn offline_activation(
+    State(state): State<AppState>,
+    auth: Authorized<CanIssue>,
+    Path(id): Path<String>,
+    Json(request): Json<DeviceRequest>,
+) -> ApiResult<Response> {
+    let outcome = state
+        .cp
+        .offline_activation(&auth.actor, &license_id(&id)?, &request)
+        .await?;
+    Ok(device_response(outcome))
+}
+
 /// The appliance's credential: its license key as a bearer token, and its address.
 #[derive(Debug)]
 pub struct ApplianceCaller {
@@ -269,25 +288,30 @@ async fn device(
     if request.kind != expected {
         return Err(Error::bad_request("the request kind does not match the endpoint").into());
     }
-    match state
+    let outcome = state
         .cp
         .device_request(&id, &caller.key, &request, &caller.ip)
-        .await?
-    {
-        DeviceOutcome::Lease(r) => Ok(axum::Json(LeaseResponse {
+        .await?;
+    Ok(device_response(outcome))
+}
+
+/// A lease (200) or a signed denial (401 for `invalid_key`, 403 otherwise).
+fn device_response(outcome: DeviceOutcome) -> Response {
+    match outcome {
+        DeviceOutcome::Lease(r) => axum::Json(LeaseResponse {
             lease: r.token,
             chain: r.chain,
             revoked_kids: r.revoked_kids,
             heartbeat_interval_secs: r.heartbeat_interval_secs,
         })
-        .into_response()),
+        .into_response(),
         DeviceOutcome::Denied { reason, response } => {
             let status = if reason == DenialReason::InvalidKey {
                 StatusCode::UNAUTHORIZED
             } else {
                 StatusCode::FORBIDDEN
             };
-            Ok((
+            (
                 status,
                 axum::Json(DenialResponse {
                     error: reason.as_str().to_owned(),
@@ -297,7 +321,7 @@ async fn device(
                     revoked_kids: response.revoked_kids,
                 }),
             )
-                .into_response())
+                .into_response()
         }
     }
 }

@@ -224,21 +224,5 @@ impl From<&User> for UserView {
     }
 }
 
-/// What an appliance gets back: a lease or a denial, with the certificate chain
-/// and the revoked kids.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct LeaseResponse {
-    pub lease: String,
-    pub chain: Vec<String>,
-    pub revoked_kids: Vec<String>,
-    pub heartbeat_interval_secs: u32,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct DenialResponse {
-    pub error: String,
-    pub message: String,
-    pub denial: String,
-    pub chain: Vec<String>,
-    pub revoked_kids: Vec<String>,
-}
+/// What an appliance gets back: the wire types shared with the appliance.
+pub use keys::proto::{DenialResponse, LeaseResponse};

@@ -898,3 +898,90 @@ async fn the_signing_certificate_is_renewed_before_it_lapses() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(h.verify_lease(&body).sub, id);
 }
+
+#[tokio::test]
+async fn offline_activation_for_air_gapped_boxes() {
+    let h = Harness::new().await;
+    let (id, key) = h.issue("acme").await;
+    let mut device = Device::new(4);
+    // The box signs an activation request with the license key it was given;
+    // the operator submits it without ever seeing the key.
+    let request = device.request(Activate, &id, &key, h.clock_now());
+    let path = format!("/licenses/{id}/offline-activation");
+    let (status, body) = h
+        .call(
+            Method::POST,
+            &path,
+            Some(&h.onboarding),
+            Some(serde_json::to_value(&request).unwrap()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let lease = h.verify_lease(&body);
+    assert_eq!(lease.offline, 365 * DAY as u32);
+    assert_eq!(lease.exp, h.clock_now().plus(365 * DAY));
+    assert_eq!(lease.nonce, request.nonce);
+    assert_eq!(h.status_of(&id).await, "active");
+    let (_, audit) = h
+        .call(
+            Method::GET,
+            &format!("/audit?target={id}&action=license.activate"),
+            Some(&h.admin),
+            None,
+        )
+        .await;
+    assert_eq!(audit["items"][0]["actor_name"], "olga");
+    assert_eq!(audit["items"][0]["metadata"]["airgapped"], true);
+
+    // A request signed with another key, a heartbeat, another license: refused.
+    let (other, other_key) = h.issue("acme").await;
+    let forged = Device::new(5).request(Activate, &id, &other_key, h.clock_now());
+    let (status, body) = h
+        .call(
+            Method::POST,
+            &path,
+            Some(&h.onboarding),
+            Some(serde_json::to_value(&forged).unwrap()),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    let hb = device.request(Heartbeat, &id, &key, h.clock_now());
+    let (status, _) = h
+        .call(
+            Method::POST,
+            &path,
+            Some(&h.onboarding),
+            Some(serde_json::to_value(&hb).unwrap()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let wrong = Device::new(6).request(Activate, &other, &other_key, h.clock_now());
+    let (status, _) = h
+        .call(
+            Method::POST,
+            &path,
+            Some(&h.onboarding),
+            Some(serde_json::to_value(&wrong).unwrap()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Customers and appliances cannot use it.
+    let (status, _) = h
+        .call(
+            Method::POST,
+            &path,
+            Some(&h.customer),
+            Some(serde_json::to_value(&request).unwrap()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = h
+        .call(
+            Method::POST,
+            &path,
+            Some(&key),
+            Some(serde_json::to_value(&request).unwrap()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
