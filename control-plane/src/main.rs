@@ -138,9 +138,9 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-/// Where the key-encryption key comes from: `--kek-file` if given, else
-/// `CONTROL_PLANE_KEK` (base64url), else the KEK file from the environment, the
-/// config file or the default path.
+/// Where the key-encryption key comes from: a KEK file named by `--kek-file` or
+/// `CONTROL_PLANE_KEK_FILE` if given, else `CONTROL_PLANE_KEK` (base64url), else
+/// the KEK file of the config file or the default path.
 enum KekSource {
     Env(String),
     File(PathBuf),
@@ -204,7 +204,14 @@ async fn init(args: InitArgs) -> Result<ExitCode> {
     let source = kek_source(&args.common, &resolved);
     let kek = match &source {
         KekSource::File(path) if !path.exists() => {
-            if path.starts_with(&resolved.data_dir) {
+            let inside = match (
+                std::fs::canonicalize(&resolved.data_dir),
+                path.parent().map(std::fs::canonicalize),
+            ) {
+                (Ok(data), Some(Ok(parent))) => parent.starts_with(data),
+                _ => path.starts_with(&resolved.data_dir),
+            };
+            if inside {
                 bail!(
                     "the key-encryption key must not live inside the data directory ({})",
                     path.display()
@@ -278,14 +285,11 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
     }
     let kek = load_kek(&kek_source(&args.common, &resolved))?;
     let cp = Arc::new(ControlPlane::open(store.clone(), Arc::new(SystemClock), kek, issuer).await?);
-    cp.renew_certificate_if_due().await?;
     let interval = args.sweep_interval.unwrap_or(3600);
-    if interval > 0 {
-        tokio::spawn(housekeeping(
-            cp.clone(),
-            std::time::Duration::from_secs(interval),
-        ));
-    }
+    tokio::spawn(housekeeping(
+        cp.clone(),
+        (interval > 0).then(|| std::time::Duration::from_secs(interval)),
+    ));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
@@ -299,25 +303,39 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The health sweep and the certificate renewal check, on a timer. Failures are
-/// logged and retried at the next tick; they never stop the server.
-async fn housekeeping(cp: Arc<ControlPlane>, every: std::time::Duration) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// The certificate renewal check (at start, then every six hours, always) and
+/// the health sweep (every `sweep_every`, unless disabled). Failures are logged
+/// and retried at the next tick; they never stop the server.
+async fn housekeeping(cp: Arc<ControlPlane>, sweep_every: Option<std::time::Duration>) {
+    const RENEWAL_EVERY: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+    let mut renewal = tokio::time::interval(RENEWAL_EVERY);
+    let mut sweep = tokio::time::interval(sweep_every.unwrap_or(RENEWAL_EVERY));
+    for ticks in [&mut renewal, &mut sweep] {
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
     loop {
-        ticks.tick().await;
-        match cp.sweep(&control_plane::service::Actor::system()).await {
-            Ok(report) => tracing::info!(?report, "health sweep"),
-            Err(e) => tracing::error!(error = %e, "health sweep failed"),
-        }
-        if let Err(e) = cp.renew_certificate_if_due().await {
-            tracing::error!(error = %e, "certificate renewal check failed");
+        tokio::select! {
+            _ = renewal.tick() => {
+                if let Err(e) = cp.renew_certificate_if_due().await {
+                    tracing::error!(error = %e, "certificate renewal check failed");
+                }
+            }
+            _ = sweep.tick(), if sweep_every.is_some() => {
+                match cp.sweep(&control_plane::service::Actor::system()).await {
+                    Ok(report) => tracing::info!(?report, "health sweep"),
+                    Err(e) => tracing::error!(error = %e, "health sweep failed"),
+                }
+            }
         }
     }
 }
 
-/// Creates the data directory readable by its owner only.
+/// Creates the data directory readable by its owner only (an existing one is
+/// left as it is).
 fn create_private_dir(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     #[cfg(unix)]
     {

@@ -633,7 +633,8 @@ impl ControlPlane {
             .license(id)
             .await?
             .ok_or(Error::NotFound("license"))?;
-        if subscription_ends_at.is_none()
+        if license.state == State::Suspended
+            && subscription_ends_at.is_none()
             && license.subscription_ends_at.is_some_and(|end| end <= now)
         {
             return Err(Error::bad_request(

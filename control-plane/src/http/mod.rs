@@ -30,6 +30,11 @@ pub struct AppState {
 
 /// The whole API as a router, for `oneshot` tests and for [`serve`].
 pub fn router(cp: Arc<ControlPlane>) -> Router {
+    router_with_timeout(cp, REQUEST_TIMEOUT)
+}
+
+/// [`router`] with another request timeout (tests use a short one).
+pub fn router_with_timeout(cp: Arc<ControlPlane>, timeout: Duration) -> Router {
     Router::new()
         .merge(licenses::router())
         .merge(admin::router())
@@ -42,11 +47,12 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::middleware::map_response(json_timeout))
+        // Outside the timeout layer, so it sees (and dresses) the timeout's answer.
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
+            timeout,
         ))
+        .layer(axum::middleware::map_response(json_timeout))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(AppState { cp })
 }
