@@ -604,13 +604,20 @@ impl Agent {
         if lease.fp != fingerprint_digest(&self.components(&license_id)) {
             return Err("the lease is for another fingerprint".into());
         }
-        if let Some(current) = &inner.lease
-            && (lease.seq < current.seq || lease.iat < current.iat)
-        {
-            return Err(format!(
-                "an older lease (seq {} < {})",
-                lease.seq, current.seq
-            ));
+        // DESIGN.md "Rollback": a lower seq or an older iat than the stored lease.
+        if let Some(current) = &inner.lease {
+            if lease.seq < current.seq {
+                return Err(format!(
+                    "an older lease (seq {} < {})",
+                    lease.seq, current.seq
+                ));
+            }
+            if lease.iat < current.iat {
+                return Err(format!(
+                    "an older lease (issued {} < {})",
+                    lease.iat, current.iat
+                ));
+            }
         }
         // The lease's iat is the control plane's signed time at our request:
         // resynchronise the clock to it, and restart the clock checks from there.

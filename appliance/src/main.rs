@@ -215,10 +215,12 @@ fn print_status(status: &serde_json::Value, json: bool) {
     if let Some(id) = field("license_id") {
         println!("license: {id}");
     }
+    let grace = if state == "grace" { "until" } else { "" };
     for (label, name) in [
         ("lease expires", "lease_expires_at"),
-        ("grace until", "until"),
+        ("grace until", grace),
         ("offline since", "since"),
+        ("service stops", "locks_at"),
         ("last heartbeat", "last_success"),
     ] {
         if let Some(t) = time(name) {

@@ -82,80 +82,74 @@ impl HttpTransport {
     /// on-prem networks often allow only proxied egress. Plain `http://` URLs are
     /// allowed: whether to accept them is the agent's decision, not this layer's.
     pub fn new(ca_pem: Option<&[u8]>) -> Result<HttpTransport, NetError> {
-        Self::build(
-            builder(ca_pem, CONNECT_TIMEOUT, TOTAL_TIMEOUT)?,
-            ca_pem.is_none(),
-        )
+        Self::configured(ca_pem, CONNECT_TIMEOUT, TOTAL_TIMEOUT, true)
     }
 
     /// A transport with short timeouts and no proxy, so tests stay fast and do
     /// not depend on the proxy variables of the machine running them.
     #[cfg(test)]
     fn with_timeouts(connect: Duration, total: Duration) -> Result<HttpTransport, NetError> {
-        Self::build(builder(None, connect, total)?.no_proxy(), true)
+        Self::configured(None, connect, total, false)
     }
 
-    fn build(
-        builder: reqwest::ClientBuilder,
-        platform_roots: bool,
+    fn configured(
+        ca_pem: Option<&[u8]>,
+        connect: Duration,
+        total: Duration,
+        system_proxy: bool,
     ) -> Result<HttpTransport, NetError> {
-        match builder.build() {
-            Ok(client) => Ok(HttpTransport { client }),
-            // With the platform's roots, the only thing that fails here is a box
-            // without any CA certificates (a minimal container). That must not
-            // stop an appliance whose control plane is plain HTTP on loopback, so
-            // fall back to a client that trusts nothing: HTTPS then fails at
-            // request time with a TLS error naming the unknown issuer.
-            Err(e) if platform_roots => {
-                tracing::warn!(
-                    error = %describe(&e),
-                    "no usable platform CA certificates; HTTPS to the control plane will fail"
-                );
-                let client = reqwest::Client::builder()
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .timeout(TOTAL_TIMEOUT)
-                    .redirect(reqwest::redirect::Policy::none())
-                    .user_agent(USER_AGENT)
-                    .tls_certs_only([])
-                    .build()
-                    .map_err(|e| NetError::Tls(describe(&e)))?;
-                Ok(HttpTransport { client })
+        let base = || {
+            let builder = reqwest::Client::builder()
+                .connect_timeout(connect)
+                .timeout(total)
+                // A redirect is returned as its 3xx status, never followed: the
+                // control plane does not redirect, so one comes from a proxy or
+                // a captive portal, and following it would hand the license key
+                // to whoever it points at.
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(USER_AGENT);
+            if system_proxy {
+                builder
+            } else {
+                builder.no_proxy()
             }
-            Err(e) => Err(NetError::Tls(describe(&e))),
-        }
-    }
-}
+        };
+        let tls_error = |e: reqwest::Error| NetError::Tls(describe(&e));
 
-/// The client configuration shared by [`HttpTransport::new`] and the tests.
-fn builder(
-    ca_pem: Option<&[u8]>,
-    connect: Duration,
-    total: Duration,
-) -> Result<reqwest::ClientBuilder, NetError> {
-    let builder = reqwest::Client::builder()
-        .connect_timeout(connect)
-        .timeout(total)
-        // A redirect is returned as its 3xx status, never followed: the control
-        // plane does not redirect, so one is a proxy or captive portal, and
-        // following it would send the license key somewhere else.
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(USER_AGENT);
-    let Some(pem) = ca_pem else {
-        return Ok(builder);
-    };
-    // reqwest accepts PEM text with no certificate in it and would then trust
-    // nothing, which would look like a network fault later; refuse it now.
-    let certs =
-        reqwest::Certificate::from_pem_bundle(pem).map_err(|e| NetError::Tls(describe(&e)))?;
-    if certs.is_empty() {
-        return Err(NetError::Tls(
-            "the pinned CA file holds no PEM certificate".into(),
-        ));
+        let Some(pem) = ca_pem else {
+            return match base().build() {
+                Ok(client) => Ok(HttpTransport { client }),
+                // With the platform's roots, building fails when the box has no
+                // CA certificates at all (a minimal container). That must not
+                // stop an appliance whose control plane is plain HTTP on
+                // loopback, so fall back to a client that trusts nothing: HTTPS
+                // then fails per request with a TLS error naming the unknown
+                // issuer, which the agent reports as offline.
+                Err(e) => {
+                    tracing::warn!(
+                        error = %describe(&e),
+                        "no usable platform CA certificates; HTTPS to the control plane will fail"
+                    );
+                    let client = base().tls_certs_only([]).build().map_err(tls_error)?;
+                    Ok(HttpTransport { client })
+                }
+            };
+        };
+        // reqwest accepts PEM text with no certificate in it and would then
+        // trust nothing, which would only show later as a network fault; refuse
+        // it now. Malformed certificates fail in `build` below.
+        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(tls_error)?;
+        if certs.is_empty() {
+            return Err(NetError::Tls(
+                "the pinned CA file holds no PEM certificate".into(),
+            ));
+        }
+        // `tls_certs_only` drops the platform's roots: with a pinned CA, a public
+        // CA (or one a middlebox installed on the box) must not be able to vouch
+        // for the control plane.
+        let client = base().tls_certs_only(certs).build().map_err(tls_error)?;
+        Ok(HttpTransport { client })
     }
-    // `tls_certs_only` drops the platform's roots: with a pinned CA, a public CA
-    // (or one a middlebox installed on the box) must not be able to vouch for
-    // the control plane.
-    Ok(builder.tls_certs_only(certs))
 }
 
 #[async_trait::async_trait]
