@@ -92,6 +92,8 @@ pub struct Status {
 }
 
 struct Inner {
+    /// The local store; `None` when sled could not open it (see `reset_damaged`).
+    store: Option<LocalStore>,
     record: Record,
     /// The stored lease, verified when loaded or received.
     lease: Option<Verified<Lease>>,
@@ -115,7 +117,6 @@ impl std::fmt::Debug for Inner {
 #[derive(Debug)]
 pub struct Agent {
     config: AgentConfig,
-    store: Option<LocalStore>,
     transport: Arc<dyn Transport>,
     clock: Arc<dyn Clock>,
     machine: RawFacts,
@@ -133,6 +134,24 @@ fn random_nonce() -> Result<String, AgentError> {
     getrandom::fill(&mut bytes)
         .map_err(|_| AgentError::Internal("random number generator failed".into()))?;
     Ok(keys::b64::encode(bytes))
+}
+
+/// Describes an unsigned answer for the log and `status`: its status and, when
+/// the body says, its error code (`clone_suspected` tells support what to do).
+/// Informational only: nothing unsigned changes what the agent does.
+fn unsigned(status: u16, body: &[u8]) -> String {
+    let code = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.get("error")
+                .and_then(|e| e.as_str())
+                .map(|e| e.chars().take(40).collect::<String>())
+        })
+        .filter(|c| c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_'));
+    match code {
+        Some(code) => format!("unsigned status {status} ({code})"),
+        None => format!("unsigned status {status}"),
+    }
 }
 
 impl Agent {
@@ -154,6 +173,7 @@ impl Agent {
         };
         let now = clock.wall().plus(record.clock_offset);
         let mut inner = Inner {
+            store,
             record,
             lease: None,
             damaged,
@@ -164,7 +184,6 @@ impl Agent {
         let (state, _) = watch::channel(initial);
         Agent {
             config,
-            store,
             transport,
             clock,
             machine,
@@ -205,7 +224,7 @@ impl Agent {
     }
 
     fn save(&self, inner: &Inner) -> Result<(), AgentError> {
-        match &self.store {
+        match &inner.store {
             Some(store) => Ok(store.save(&inner.record)?),
             None => Err(AgentError::Damaged(
                 inner.damaged.clone().unwrap_or_default(),
@@ -425,18 +444,25 @@ impl Agent {
         Ok(request)
     }
 
+    /// Starts a fresh store in place of a damaged one. A store sled would not
+    /// open is moved aside (`<dir>.damaged-<time>`, kept for support) first.
     fn reset_damaged(&self, inner: &mut Inner, reason: &str) -> Result<(), AgentError> {
         tracing::warn!(%reason, "starting a fresh local store");
-        if let Some(store) = &self.store {
-            // Overwrite the damaged record; a store that would not even open is
-            // handled by the caller moving the directory aside.
-            inner.record = Record::default();
-            store.save(&inner.record)?;
-            inner.damaged = None;
-            Ok(())
-        } else {
-            Err(AgentError::Damaged(reason.to_owned()))
+        if inner.store.is_none() {
+            let dir = &self.config.data_dir;
+            let moved = crate::store::set_aside(dir, self.clock.wall()).map_err(|e| {
+                AgentError::Damaged(format!("{reason}; moving it aside failed: {e}"))
+            })?;
+            tracing::warn!(moved = %moved.display(), "the damaged store was moved aside");
+            std::fs::create_dir_all(dir)
+                .map_err(|e| AgentError::Damaged(format!("recreating {}: {e}", dir.display())))?;
+            inner.store = Some(LocalStore::open(dir)?);
         }
+        inner.record = Record::default();
+        inner.lease = None;
+        self.save(inner)?;
+        inner.damaged = None;
+        Ok(())
     }
 
     /// Counts and signs a request; the caller saves before sending.
@@ -554,9 +580,9 @@ impl Agent {
                         Outcome::Offline(format!("an unverifiable denial was ignored: {why}"))
                     }
                 },
-                Err(_) => Outcome::Offline(format!("unsigned status {}", response.status)),
+                Err(_) => Outcome::Offline(unsigned(response.status, &response.body)),
             },
-            other => Outcome::Offline(format!("unsigned status {other}")),
+            other => Outcome::Offline(unsigned(other, &response.body)),
         }
     }
 

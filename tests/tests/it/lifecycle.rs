@@ -308,3 +308,55 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+#[tokio::test]
+async fn air_gapped_activation_by_request_and_response_files() {
+    let plane = Plane::start().await;
+    let (id, key) = plane.issue("acme").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (agent, clock) = agent(&plane, dir.path(), machine(7));
+    // On the box: a signed request, written to a file and carried out.
+    let request = agent.activation_request(&id, &key).unwrap();
+    let request_file = serde_json::to_string(&request).unwrap();
+    // At the vendor: the operator submits it (no license key needed).
+    let (status, response) = plane
+        .call(
+            "POST",
+            &format!("/licenses/{id}/offline-activation"),
+            Some(serde_json::from_str(&request_file).unwrap()),
+        )
+        .await;
+    assert_eq!(status, 200, "{response}");
+    // Back on the box: installed, verified, a year's lease.
+    let status = agent
+        .install_activation_response(response.to_string().as_bytes())
+        .unwrap();
+    assert!(status.runs, "{status:?}");
+    assert_eq!(status.lease_expires_at, Some(status.now.plus(365 * DAY)));
+    // Half a year without any network: still licensed (offline).
+    clock.advance(180 * DAY);
+    let status = agent.check();
+    assert!(matches!(status.state, State::Offline { .. }), "{status:?}");
+    // A response cannot be installed twice, nor one made for another request.
+    assert!(
+        agent
+            .install_activation_response(response.to_string().as_bytes())
+            .is_err()
+    );
+    let other = agent.activation_request(&id, &key).unwrap();
+    let (_, second) = plane
+        .call(
+            "POST",
+            &format!("/licenses/{id}/offline-activation"),
+            Some(serde_json::to_value(&other).unwrap()),
+        )
+        .await;
+    let again = agent.activation_request(&id, &key).unwrap();
+    assert_ne!(again.nonce, other.nonce);
+    assert!(
+        agent
+            .install_activation_response(second.to_string().as_bytes())
+            .is_err()
+    );
+    assert!(agent.install_activation_response(b"not json").is_err());
+}

@@ -1,0 +1,17 @@
+//! The cross-crate tests, one binary.
+//!
+//! - `lifecycle`: an appliance agent against a real control plane on loopback:
+//!   activation, heartbeats, revoke and grace, expiry, reinstate, regenerate,
+//!   rebind, suspend and restore, idempotent activation, clone detection.
+//! - `faults`: what a network or a man in the middle can do between the agent and
+//!   the control plane (unsigned errors, garbage, replays, forged tokens), and the
+//!   run loop supervising and stopping the licensed child.
+//! - `corruption`: the appliance's store truncated, bit-flipped, zeroed, padded
+//!   or deleted over many seeds: never more time than the last verified lease
+//!   allows, and the way back (support unbinds, activate again online).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod corruption;
+mod faults;
+mod lifecycle;
