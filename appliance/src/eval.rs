@@ -172,13 +172,7 @@ pub fn evaluate(facts: &Facts, now: UnixTime, policy: Policy) -> State {
 
 /// RFC 3339 text of a time, for banners.
 pub fn format_time(at: UnixTime) -> String {
-    time::OffsetDateTime::from_unix_timestamp(at.secs())
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| at.secs().to_string())
+    at.to_rfc3339()
 }
 
 fn format_duration(secs: i64) -> String {

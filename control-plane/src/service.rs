@@ -168,6 +168,23 @@ pub struct ControlPlane {
     issuer: String,
 }
 
+/// The root's certificate for a signing key, valid for `SIGNING_CERT_DAYS`.
+fn certify(root: &PrivateKey, signing: &PrivateKey, now: UnixTime) -> Result<String> {
+    Ok(keys::sign(
+        root,
+        &KeyCert {
+            iss: "control-plane-root".into(),
+            iat: now,
+            nbf: now,
+            exp: now.plus(SIGNING_CERT_DAYS * 86_400),
+            jti: random_id()?,
+            kid: signing.kid().to_string(),
+            public: signing.public().to_b64(),
+            key_use: KeyUse::Lease,
+        },
+    )?)
+}
+
 fn random_id() -> Result<String> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|_| Error::internal("random number generator failed"))?;
@@ -191,19 +208,7 @@ impl ControlPlane {
         let now = clock.now();
         let root = PrivateKey::generate()?;
         let signing = PrivateKey::generate()?;
-        let cert = keys::sign(
-            &root,
-            &KeyCert {
-                iss: "control-plane-root".into(),
-                iat: now,
-                nbf: now,
-                exp: now.plus(SIGNING_CERT_DAYS * 86_400),
-                jti: random_id()?,
-                kid: signing.kid().to_string(),
-                public: signing.public().to_b64(),
-                key_use: KeyUse::Lease,
-            },
-        )?;
+        let cert = certify(&root, &signing, now)?;
         let key_record = |key: &PrivateKey, role, chain| -> Result<KeyRecord> {
             Ok(KeyRecord {
                 kid: key.kid().to_string(),
@@ -317,19 +322,7 @@ impl ControlPlane {
         };
         let root_key = self.kek.open_private_key(&root.sealed)?;
         let signing = self.kek.open_private_key(&active.sealed)?;
-        let cert = keys::sign(
-            &root_key,
-            &KeyCert {
-                iss: "control-plane-root".into(),
-                iat: now,
-                nbf: now,
-                exp: now.plus(SIGNING_CERT_DAYS * 86_400),
-                jti: random_id()?,
-                kid: signing.kid().to_string(),
-                public: signing.public().to_b64(),
-                key_use: KeyUse::Lease,
-            },
-        )?;
+        let cert = certify(&root_key, &signing, now)?;
         let mut record = active.clone();
         record.chain = vec![cert];
         let actor = Actor::system();
@@ -468,14 +461,18 @@ impl ControlPlane {
         Ok((license, key))
     }
 
+    /// The license with this id, or "not found".
+    async fn existing(&self, id: &LicenseId) -> Result<License> {
+        self.store
+            .license(id)
+            .await?
+            .ok_or(Error::NotFound("license"))
+    }
+
     /// A license as `actor` may see it: customers see only their own, and get
     /// "not found" for the rest so that ids do not leak.
     pub async fn license(&self, actor: &Actor, id: &LicenseId) -> Result<License> {
-        let license = self
-            .store
-            .license(id)
-            .await?
-            .ok_or(Error::NotFound("license"))?;
+        let license = self.existing(id).await?;
         if actor.role == Some(Role::Customer)
             && actor.customer.as_deref() != Some(&license.customer)
         {
@@ -502,11 +499,7 @@ impl ControlPlane {
         F: Fn(&mut License, UnixTime) -> Result<Vec<AuditEvent>>,
     {
         for _ in 0..CONFLICT_RETRIES {
-            let mut license = self
-                .store
-                .license(id)
-                .await?
-                .ok_or(Error::NotFound("license"))?;
+            let mut license = self.existing(id).await?;
             let read_version = license.version;
             let now = self.now();
             let events = edit(&mut license, now)?;
@@ -572,11 +565,7 @@ impl ControlPlane {
         id: &LicenseId,
         grace_days: Option<u32>,
     ) -> Result<License> {
-        let license = self
-            .store
-            .license(id)
-            .await?
-            .ok_or(Error::NotFound("license"))?;
+        let license = self.existing(id).await?;
         let settings = license.policy.apply(&self.store.settings().await?);
         let grace_days = grace_days.unwrap_or(settings.default_grace_days);
         if grace_days > 365 {
@@ -628,11 +617,7 @@ impl ControlPlane {
         if subscription_ends_at.is_some_and(|end| end <= now) {
             return Err(Error::bad_request("subscription_ends_at is in the past"));
         }
-        let license = self
-            .store
-            .license(id)
-            .await?
-            .ok_or(Error::NotFound("license"))?;
+        let license = self.existing(id).await?;
         if license.state == State::Suspended
             && subscription_ends_at.is_none()
             && license.subscription_ends_at.is_some_and(|end| end <= now)
@@ -718,11 +703,7 @@ impl ControlPlane {
 
     /// The license key in plaintext, audited.
     pub async fn reveal(&self, actor: &Actor, id: &LicenseId) -> Result<LicenseKey> {
-        let license = self
-            .store
-            .license(id)
-            .await?
-            .ok_or(Error::NotFound("license"))?;
+        let license = self.existing(id).await?;
         let key = self.kek.open_license_key(id, &license.key_sealed)?;
         self.store
             .commit(
@@ -834,11 +815,7 @@ impl ControlPlane {
                 "the request is not an activation request for this license",
             ));
         }
-        let license = self
-            .store
-            .license(id)
-            .await?
-            .ok_or(Error::NotFound("license"))?;
+        let license = self.existing(id).await?;
         let device = request.verify(license.key_digest.as_str()).map_err(|_| {
             Error::bad_request(
                 "the request's signature does not verify with this license's current key",

@@ -33,6 +33,25 @@ impl UnixTime {
     pub fn secs(self) -> i64 {
         self.0
     }
+
+    /// RFC 3339 text in UTC (`2027-01-15T08:00:00Z`), for people and APIs;
+    /// tokens carry the plain number.
+    pub fn to_rfc3339(self) -> String {
+        time::OffsetDateTime::from_unix_timestamp(self.0)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| self.0.to_string())
+    }
+
+    /// Parses RFC 3339 text (any offset).
+    pub fn parse_rfc3339(text: &str) -> Option<UnixTime> {
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .ok()
+            .map(|t| UnixTime(t.unix_timestamp()))
+    }
 }
 
 impl fmt::Display for UnixTime {

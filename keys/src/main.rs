@@ -439,7 +439,5 @@ fn parse_use(text: &str) -> Result<KeyUse, String> {
 }
 
 fn parse_rfc3339(text: &str) -> Result<UnixTime, String> {
-    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map(|t| UnixTime(t.unix_timestamp()))
-        .map_err(|e| format!("{text:?} is not an RFC 3339 time: {e}"))
+    UnixTime::parse_rfc3339(text).ok_or_else(|| format!("{text:?} is not an RFC 3339 time"))
 }

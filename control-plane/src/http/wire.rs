@@ -11,20 +11,12 @@ use std::collections::BTreeMap;
 
 /// RFC 3339 text of a unix time.
 pub fn format_time(at: UnixTime) -> String {
-    time::OffsetDateTime::from_unix_timestamp(at.secs())
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| at.secs().to_string())
+    at.to_rfc3339()
 }
 
 /// Parses RFC 3339 text.
 pub fn parse_time(text: &str) -> Option<UnixTime> {
-    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|t| UnixTime(t.unix_timestamp()))
+    UnixTime::parse_rfc3339(text)
 }
 
 /// A time on the wire.
