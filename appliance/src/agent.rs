@@ -34,6 +34,9 @@ use tokio::sync::watch;
 pub enum AgentError {
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// Another process holds the store (see `StoreError::Busy`).
+    #[error("{0}")]
+    Busy(String),
     #[error("this appliance is not activated: run `appliance activate` first")]
     NotActivated,
     #[error(
@@ -99,6 +102,8 @@ struct Inner {
     lease: Option<Verified<Lease>>,
     /// Why the store could not be used, if it could not.
     damaged: Option<String>,
+    /// The store is held by another process: not damage, never reset.
+    busy: Option<String>,
     /// (monotonic, corrected wall) when the agent started or last resynchronised.
     anchor: (Duration, UnixTime),
 }
@@ -114,7 +119,6 @@ impl std::fmt::Debug for Inner {
 }
 
 /// The licensing agent. Embed it in a Rust product and watch [`Agent::watch`].
-#[derive(Debug)]
 pub struct Agent {
     config: AgentConfig,
     transport: Arc<dyn Transport>,
@@ -122,6 +126,16 @@ pub struct Agent {
     machine: RawFacts,
     inner: Mutex<Inner>,
     state: watch::Sender<Status>,
+}
+
+impl std::fmt::Debug for Agent {
+    // Not derived: the machine facts are the input of the machine secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("data_dir", &self.config.data_dir)
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The key that seals this appliance's secrets to its machine.
@@ -163,12 +177,17 @@ impl Agent {
         clock: Arc<dyn Clock>,
         machine: RawFacts,
     ) -> Agent {
+        let mut busy = None;
         let (store, record, damaged) = match LocalStore::open(&config.data_dir) {
             Ok(store) => match store.load() {
                 Loaded::Empty => (Some(store), Record::default(), None),
                 Loaded::Ok(record) => (Some(store), *record, None),
                 Loaded::Damaged(reason) => (Some(store), Record::default(), Some(reason)),
             },
+            Err(e @ crate::store::StoreError::Busy { .. }) => {
+                busy = Some(e.to_string());
+                (None, Record::default(), None)
+            }
             Err(e) => (None, Record::default(), Some(e.to_string())),
         };
         let now = clock.wall().plus(record.clock_offset);
@@ -177,6 +196,7 @@ impl Agent {
             record,
             lease: None,
             damaged,
+            busy,
             anchor: (clock.monotonic(), now),
         };
         inner.lease = Self::verify_stored(&config.trust, &inner.record);
@@ -263,7 +283,8 @@ impl Agent {
                 .record
                 .last_error
                 .clone()
-                .or_else(|| inner.damaged.clone()),
+                .or_else(|| inner.damaged.clone())
+                .or_else(|| inner.busy.clone()),
             heartbeat_interval_secs: inner.lease.as_ref().map_or(60, |l| l.hb),
         }
     }
@@ -394,6 +415,9 @@ impl Agent {
             ));
         }
         let mut inner = self.lock();
+        if let Some(busy) = inner.busy.clone() {
+            return Err(AgentError::Busy(busy));
+        }
         if let Some(reason) = inner.damaged.clone() {
             // Activation is the way out of a damaged store: start afresh.
             self.reset_damaged(&mut inner, &reason)?;
@@ -502,8 +526,12 @@ impl Agent {
 
     /// One heartbeat: sign, send, verify the answer, store what verified.
     pub async fn heartbeat_once(&self) -> Outcome {
-        let prepared = (|| -> Result<(String, String, DeviceRequest), AgentError> {
+        type Prepared = (String, zeroize::Zeroizing<String>, DeviceRequest);
+        let prepared = (|| -> Result<Prepared, AgentError> {
             let mut inner = self.lock();
+            if let Some(busy) = inner.busy.clone() {
+                return Err(AgentError::Busy(busy));
+            }
             if inner.damaged.is_some() || inner.record.device_key.is_none() {
                 return Err(AgentError::NotActivated);
             }
@@ -520,8 +548,10 @@ impl Agent {
                 keyfile::open_blob(&secret, license_id.as_bytes(), &sealed_key).map_err(|_| {
                     AgentError::Damaged("the license key does not open on this machine".into())
                 })?;
-            let key = String::from_utf8(key.to_vec())
-                .map_err(|_| AgentError::Damaged("bad license key".into()))?;
+            let key = zeroize::Zeroizing::new(
+                String::from_utf8(key.to_vec())
+                    .map_err(|_| AgentError::Damaged("bad license key".into()))?,
+            );
             let device = keyfile::open(&sealed_device, &machine_passphrase(&self.machine))
                 .map_err(|_| {
                     AgentError::Damaged("the device key does not open on this machine".into())
@@ -693,6 +723,12 @@ impl Agent {
         if denial.sub != license_id {
             return Err("the denial is for another license".into());
         }
+        // A verified answer: its revoked kids count too (they only ever add).
+        for kid in &response.revoked_kids {
+            if !inner.record.revoked_kids.contains(kid) && inner.record.revoked_kids.len() < 1024 {
+                inner.record.revoked_kids.push(kid.clone());
+            }
+        }
         let reason = LockReason::from_denial(denial.reason);
         tracing::warn!(
             reason = reason.as_str(),
@@ -706,6 +742,11 @@ impl Agent {
         inner.record.pending_nonce = None;
         self.save(&inner).map_err(|e| e.to_string())?;
         Ok(reason)
+    }
+
+    /// Why the store is unavailable because another process holds it, if it is.
+    pub fn busy(&self) -> Option<String> {
+        self.lock().busy.clone()
     }
 
     /// The device key's public half, if activated.

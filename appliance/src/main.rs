@@ -176,6 +176,16 @@ fn open_agent(common: &Common) -> Result<Arc<Agent>> {
     )))
 }
 
+/// The agent, when no running service answered on the status socket: the
+/// store must then be free, or the answer would be a guess.
+fn idle_agent(common: &Common) -> Result<Arc<Agent>> {
+    let agent = open_agent(common)?;
+    if let Some(busy) = agent.busy() {
+        bail!("{busy} (its status socket did not answer)");
+    }
+    Ok(agent)
+}
+
 fn license_key(args: &LicenseArgs) -> Result<String> {
     let text = match &args.key_file {
         Some(path) => {
@@ -324,7 +334,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Status { json } => {
             let value = match run::read_status_socket(&socket_path(common)).await {
                 Some(value) => value,
-                None => serde_json::to_value(open_agent(common)?.status())?,
+                None => serde_json::to_value(idle_agent(common)?.status())?,
             };
             print_status(&value, json);
             let runs = value
@@ -343,7 +353,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     .get("runs")
                     .and_then(serde_json::Value::as_bool)
                     .unwrap_or(false),
-                None => open_agent(common)?.check().runs,
+                None => idle_agent(common)?.check().runs,
             };
             Ok(if runs {
                 ExitCode::SUCCESS

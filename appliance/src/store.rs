@@ -35,7 +35,8 @@ pub struct Record {
     pub license_id: Option<String>,
     /// The control plane's base URL.
     pub server: Option<String>,
-    /// The license key, sealed to this machine (see `agent::seal_secret`).
+    /// The license key, sealed to this machine (`keyfile::seal_blob` under
+    /// `fingerprint::machine_secret`).
     pub license_key_sealed: Option<String>,
     /// The device key, sealed to this machine.
     pub device_key: Option<SealedKey>,
@@ -72,6 +73,12 @@ pub enum Loaded {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
+    /// Another process (usually the running service) holds the store's lock.
+    /// Not damage: nothing may be reset or moved aside because of it.
+    #[error(
+        "another appliance process (the running service?) is using {path}: stop it first, or ask it with `appliance status`"
+    )]
+    Busy { path: PathBuf },
     #[error("the local store at {path} cannot be opened: {reason}")]
     Open { path: PathBuf, reason: String },
     #[error("the local store cannot be written: {0}")]
@@ -113,6 +120,14 @@ impl LocalStore {
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
         let db = match opened {
             Ok(Ok(db)) => db,
+            Ok(Err(sled::Error::Io(e)))
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.to_string().contains("could not acquire lock") =>
+            {
+                return Err(StoreError::Busy {
+                    path: dir.to_owned(),
+                });
+            }
             Ok(Err(e)) => {
                 return Err(StoreError::Open {
                     path: dir.to_owned(),

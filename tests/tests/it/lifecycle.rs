@@ -360,3 +360,44 @@ async fn air_gapped_activation_by_request_and_response_files() {
     );
     assert!(agent.install_activation_response(b"not json").is_err());
 }
+
+#[tokio::test]
+async fn a_store_held_by_the_running_service_is_busy_not_damaged() {
+    let plane = Plane::start().await;
+    let (id, key) = plane.issue("acme").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (running, _) = agent(&plane, dir.path(), machine(1));
+    running.activate(&plane.url, &id, &key).await.unwrap();
+    let device = running.device_public_key();
+    // A second process on the same directory (an operator running
+    // `appliance activate` while the service runs) must not touch it.
+    let (second, _) = agent(&plane, dir.path(), machine(1));
+    assert!(second.busy().is_some());
+    assert!(matches!(
+        second.activate(&plane.url, &id, &key).await,
+        Err(AgentError::Busy(_))
+    ));
+    assert_eq!(
+        second.heartbeat_once().await,
+        Outcome::Offline(second.busy().unwrap())
+    );
+    drop(second);
+    // The running agent and its binding are untouched.
+    assert_eq!(running.device_public_key(), device);
+    assert!(matches!(
+        running.heartbeat_once().await,
+        Outcome::Renewed { .. }
+    ));
+    let entries: Vec<_> = std::fs::read_dir(dir.path().parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".damaged-"))
+        .collect();
+    assert!(entries.is_empty());
+    assert!(
+        !plane
+            .audit_actions(&id)
+            .await
+            .contains(&"license.clone_suspected".to_owned())
+    );
+}
