@@ -24,6 +24,9 @@ pub enum Error {
     /// Another writer changed the record first; the caller may retry (409).
     #[error("the record changed concurrently; retry")]
     Conflict,
+    /// A signing-key action that its state does not allow (409).
+    #[error("{0}")]
+    KeyState(String),
     /// A request that looks like a cloned appliance (409).
     #[error("{0}")]
     CloneSuspected(String),

@@ -149,6 +149,17 @@ pub struct SweepReport {
     pub suspended: u64,
 }
 
+/// A signing or root key as `GET /signing-keys` shows it.
+#[derive(Debug, Clone)]
+pub struct SigningKeyView {
+    pub record: KeyRecord,
+    pub public: String,
+    /// When its (leaf) certificate ends.
+    pub cert_expires_at: Option<UnixTime>,
+    /// Licenses whose last lease this key signed and that has not expired.
+    pub live_leases: u64,
+}
+
 /// What `init` created.
 #[derive(Debug)]
 pub struct Initialized {
@@ -219,6 +230,7 @@ impl ControlPlane {
                 created_at: now,
                 activated_at: Some(now),
                 retired_at: None,
+                revoked_at: None,
             })
         };
         let token = ApiToken::generate()?;
@@ -340,11 +352,7 @@ impl ControlPlane {
                 now,
             )
             .await?;
-        let signer = Self::load_signer(self.store.as_ref(), &self.kek).await?;
-        match self.signer.write() {
-            Ok(mut guard) => *guard = Arc::new(signer),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(signer),
-        }
+        self.reload_signer().await?;
         tracing::info!(kid = %active.kid, "renewed the signing key's certificate");
         Ok(true)
     }
@@ -431,6 +439,8 @@ impl ControlPlane {
             binding: Binding::default(),
             rebound_devices: vec![],
             lease_seq: 0,
+            lease_kid: None,
+            lease_expires_at: None,
             last_seen: None,
             created_at: now,
             updated_at: now,
@@ -1023,14 +1033,16 @@ impl ControlPlane {
                 .deny(&license, DenialReason::Expired, &request.nonce, now)
                 .await;
         }
+        let signer = self.signer();
         license.lease_seq += 1;
+        license.lease_kid = Some(signer.key.kid().to_string());
+        license.lease_expires_at = Some(exp);
         license.binding.counter = request.counter;
         license.last_seen = Some(crate::domain::license::LastSeen {
             at: now,
             version: request.version.clone(),
             ip: actor.ip.clone(),
         });
-        let signer = self.signer();
         let lease = Lease {
             iss: self.issuer.clone(),
             sub: id.to_string(),
@@ -1143,6 +1155,270 @@ impl ControlPlane {
                 heartbeat_interval_secs: 0,
             },
         })
+    }
+
+    // ----- signing keys (DESIGN.md "Trust chain"; super_admin only) -----
+
+    /// Every signing and root key with its state, dates and live-lease count.
+    pub async fn signing_keys(&self) -> Result<Vec<SigningKeyView>> {
+        let now = self.now();
+        let mut live: std::collections::BTreeMap<String, u64> = Default::default();
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .licenses(&LicenseQuery {
+                    after: after.clone(),
+                    limit: 1000,
+                    ..LicenseQuery::default()
+                })
+                .await?;
+            for license in &page.items {
+                if let (Some(kid), Some(exp)) = (&license.lease_kid, license.lease_expires_at)
+                    && exp > now
+                {
+                    *live.entry(kid.clone()).or_default() += 1;
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        let mut records = self.store.keys().await?;
+        records.sort_by_key(|k| (k.created_at, k.kid.clone()));
+        Ok(records
+            .into_iter()
+            .map(|k| SigningKeyView {
+                live_leases: live.get(&k.kid).copied().unwrap_or(0),
+                cert_expires_at: k
+                    .chain
+                    .last()
+                    .and_then(|c| keys::inspect(c).ok())
+                    .and_then(|c| c.claims.get("exp").and_then(serde_json::Value::as_i64))
+                    .map(UnixTime),
+                public: k.sealed.public_b64().to_owned(),
+                record: k,
+            })
+            .collect())
+    }
+
+    async fn key_record(&self, kid: &str) -> Result<KeyRecord> {
+        self.store
+            .keys()
+            .await?
+            .into_iter()
+            .find(|k| k.kid == kid && k.role == KeyRole::Signing)
+            .ok_or(Error::NotFound("signing key"))
+    }
+
+    /// Creates a signing key (pending). With `online_root`, the online root
+    /// certifies it at once; otherwise its public key is certified offline with
+    /// `keys certify` and attached with [`Self::attach_certificate`].
+    pub async fn create_signing_key(
+        &self,
+        actor: &Actor,
+        online_root: bool,
+    ) -> Result<SigningKeyView> {
+        let now = self.now();
+        let key = PrivateKey::generate()?;
+        let chain = if online_root {
+            let records = self.store.keys().await?;
+            let root = records
+                .iter()
+                .find(|k| k.role == KeyRole::Root && k.state == KeyState::Active)
+                .ok_or_else(|| {
+                    Error::KeyState("no root key is held online: certify offline".into())
+                })?;
+            vec![certify(
+                &self.kek.open_private_key(&root.sealed)?,
+                &key,
+                now,
+            )?]
+        } else {
+            vec![]
+        };
+        let record = KeyRecord {
+            kid: key.kid().to_string(),
+            role: KeyRole::Signing,
+            sealed: self.kek.seal_private_key(&key, KeyRole::Signing)?,
+            chain,
+            state: KeyState::Pending,
+            created_at: now,
+            activated_at: None,
+            retired_at: None,
+            revoked_at: None,
+        };
+        self.store
+            .commit(
+                Change {
+                    keys: vec![record.clone()],
+                    audit: vec![actor.event(
+                        "signing.create",
+                        &record.kid,
+                        json!({"role": "signing", "certified_online": online_root}),
+                    )],
+                    ..Change::default()
+                },
+                now,
+            )
+            .await?;
+        self.signing_keys()
+            .await?
+            .into_iter()
+            .find(|v| v.record.kid == record.kid)
+            .ok_or(Error::NotFound("signing key"))
+    }
+
+    /// Attaches a certificate chain made offline (`keys certify`) to a pending
+    /// key: it must verify against the pinned roots and certify this key.
+    pub async fn attach_certificate(
+        &self,
+        actor: &Actor,
+        kid: &str,
+        chain: Vec<String>,
+    ) -> Result<()> {
+        let now = self.now();
+        let mut record = self.key_record(kid).await?;
+        if record.state != KeyState::Pending {
+            return Err(Error::KeyState(
+                "only a pending key takes a new certificate".into(),
+            ));
+        }
+        let trust = keys::TrustStore::from_file(&self.trust_file().await?)?;
+        let refs: Vec<&str> = chain.iter().map(String::as_str).collect();
+        let certified = trust.verify_chain_at(&refs, now).map_err(|e| {
+            Error::bad_request(format!("the certificate chain does not verify: {e}"))
+        })?;
+        if certified.kid().as_str() != kid {
+            return Err(Error::bad_request("the certificate is for another key"));
+        }
+        record.chain = chain;
+        self.store
+            .commit(
+                Change {
+                    keys: vec![record],
+                    audit: vec![actor.event(
+                        "signing.certify",
+                        kid,
+                        json!({"reason": "offline certificate"}),
+                    )],
+                    ..Change::default()
+                },
+                now,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Makes a pending, certified key the one new leases are signed with; the
+    /// key it replaces is retired (its leases stay valid until they expire).
+    pub async fn activate_signing_key(&self, actor: &Actor, kid: &str) -> Result<()> {
+        let now = self.now();
+        let mut record = self.key_record(kid).await?;
+        if record.state != KeyState::Pending {
+            return Err(Error::KeyState(
+                format!("a {:?} key cannot be activated", record.state).to_lowercase(),
+            ));
+        }
+        let trust = keys::TrustStore::from_file(&self.trust_file().await?)?;
+        let refs: Vec<&str> = record.chain.iter().map(String::as_str).collect();
+        if trust.verify_chain_at(&refs, now).is_err() {
+            return Err(Error::KeyState(
+                "the key has no valid certificate yet".into(),
+            ));
+        }
+        let mut change = Change::default();
+        for mut old in self.store.keys().await? {
+            if old.role == KeyRole::Signing && old.state == KeyState::Active {
+                old.state = KeyState::Retired;
+                old.retired_at = Some(now);
+                change.audit.push(actor.event(
+                    "signing.retire",
+                    &old.kid,
+                    json!({"replaced_by": kid}),
+                ));
+                change.keys.push(old);
+            }
+        }
+        record.state = KeyState::Active;
+        record.activated_at = Some(now);
+        change
+            .audit
+            .push(actor.event("signing.activate", kid, json!({})));
+        change.keys.push(record);
+        self.store.commit(change, now).await?;
+        self.reload_signer().await
+    }
+
+    /// Stops a pending key from ever signing. The active key is replaced by
+    /// activating another, which retires it.
+    pub async fn retire_signing_key(&self, actor: &Actor, kid: &str) -> Result<()> {
+        let now = self.now();
+        let mut record = self.key_record(kid).await?;
+        match record.state {
+            KeyState::Pending => {}
+            KeyState::Active => {
+                return Err(Error::KeyState(
+                    "the active key is retired by activating its successor".into(),
+                ));
+            }
+            KeyState::Retired | KeyState::Revoked => {
+                return Err(Error::KeyState("the key is already out of use".into()));
+            }
+        }
+        record.state = KeyState::Retired;
+        record.retired_at = Some(now);
+        self.store
+            .commit(
+                Change {
+                    keys: vec![record],
+                    audit: vec![actor.event("signing.retire", kid, json!({}))],
+                    ..Change::default()
+                },
+                now,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Revokes a compromised key: its kid joins the revoked list every lease
+    /// and denial response carries, and appliances stop trusting anything it
+    /// signed. The active key must be replaced first.
+    pub async fn revoke_signing_key(&self, actor: &Actor, kid: &str) -> Result<()> {
+        let now = self.now();
+        let mut record = self.key_record(kid).await?;
+        match record.state {
+            KeyState::Active => {
+                return Err(Error::KeyState(
+                    "activate another signing key before revoking the active one".into(),
+                ));
+            }
+            KeyState::Revoked => return Err(Error::KeyState("the key is already revoked".into())),
+            KeyState::Pending | KeyState::Retired => {}
+        }
+        record.state = KeyState::Revoked;
+        record.revoked_at = Some(now);
+        self.store
+            .commit(
+                Change {
+                    keys: vec![record],
+                    audit: vec![actor.event("signing.revoke", kid, json!({}))],
+                    ..Change::default()
+                },
+                now,
+            )
+            .await?;
+        self.reload_signer().await
+    }
+
+    async fn reload_signer(&self) -> Result<()> {
+        let signer = Self::load_signer(self.store.as_ref(), &self.kek).await?;
+        match self.signer.write() {
+            Ok(mut guard) => *guard = Arc::new(signer),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(signer),
+        }
+        Ok(())
     }
 
     // ----- settings, audit, users, keys -----

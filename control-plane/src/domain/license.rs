@@ -232,6 +232,12 @@ pub struct License {
     pub rebound_devices: Vec<String>,
     /// The `seq` of the last lease issued.
     pub lease_seq: u64,
+    /// Who signed the last lease issued, and when it expires (for the count of
+    /// live leases per signing key).
+    #[serde(default)]
+    pub lease_kid: Option<String>,
+    #[serde(default)]
+    pub lease_expires_at: Option<UnixTime>,
     pub last_seen: Option<LastSeen>,
     pub created_at: UnixTime,
     pub updated_at: UnixTime,

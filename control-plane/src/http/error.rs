@@ -10,6 +10,7 @@
 //! | `InvalidTransition` | 409 | `invalid_transition` |
 //! | `Conflict` | 409 | `conflict` |
 //! | `CloneSuspected` | 409 | `clone_suspected` |
+//! | `KeyState` | 409 | `invalid_key_state` |
 //! | payload too large | 413 | `payload_too_large` |
 //! | wrong content type | 415 | `unsupported_media_type` |
 //! | `Store`, `Internal` | 500 | `internal` (details go to the log only) |
@@ -53,6 +54,7 @@ impl From<Error> for ApiError {
             Error::InvalidTransition(_) => (StatusCode::CONFLICT, "invalid_transition"),
             Error::Conflict => (StatusCode::CONFLICT, "conflict"),
             Error::CloneSuspected(_) => (StatusCode::CONFLICT, "clone_suspected"),
+            Error::KeyState(_) => (StatusCode::CONFLICT, "invalid_key_state"),
             Error::Store(_) | Error::Internal(_) => {
                 tracing::error!(error = %e, "request failed");
                 return ApiError::new(

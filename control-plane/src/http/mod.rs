@@ -6,6 +6,7 @@ pub mod admin;
 pub mod error;
 pub mod extract;
 pub mod licenses;
+pub mod signing;
 pub mod wire;
 
 use crate::service::ControlPlane;
@@ -38,6 +39,7 @@ pub fn router_with_timeout(cp: Arc<ControlPlane>, timeout: Duration) -> Router {
     Router::new()
         .merge(licenses::router())
         .merge(admin::router())
+        .merge(signing::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

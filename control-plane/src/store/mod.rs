@@ -35,6 +35,8 @@ pub struct LicenseWrite {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyState {
+    /// Created, not signing yet (it may still await its certificate).
+    Pending,
     /// Signs new leases (signing) or is the current root.
     Active,
     /// No longer signs; what it signed stays valid until it expires.
@@ -55,6 +57,8 @@ pub struct KeyRecord {
     pub created_at: UnixTime,
     pub activated_at: Option<UnixTime>,
     pub retired_at: Option<UnixTime>,
+    #[serde(default)]
+    pub revoked_at: Option<UnixTime>,
 }
 
 /// Everything one atomic step writes.

@@ -409,6 +409,8 @@ mod tests {
             binding: Binding::default(),
             rebound_devices: vec![],
             lease_seq: 0,
+            lease_kid: None,
+            lease_expires_at: None,
             last_seen: None,
             created_at: AT,
             updated_at: AT,

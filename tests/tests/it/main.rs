@@ -3,6 +3,7 @@
 //! - `lifecycle`: an appliance agent against a real control plane on loopback:
 //!   activation, heartbeats, revoke and grace, expiry, reinstate, regenerate,
 //!   rebind, suspend and restore, idempotent activation, clone detection.
+//! - `rotation`: signing-key rotation and revocation across the real API.
 //! - `faults`: what a network or a man in the middle can do between the agent and
 //!   the control plane (unsigned errors, garbage, replays, forged tokens), and the
 //!   run loop supervising and stopping the licensed child.
@@ -15,3 +16,4 @@
 mod corruption;
 mod faults;
 mod lifecycle;
+mod rotation;
