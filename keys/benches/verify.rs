@@ -64,6 +64,7 @@ fn fixture() -> Fixture {
             kid: signing_key.kid().to_string(),
             public: signing_key.public().to_b64(),
             key_use: KeyUse::Lease,
+            pop: None,
         },
     )
     .expect("the certificate signs");

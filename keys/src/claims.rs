@@ -75,6 +75,30 @@ pub struct KeyCert {
     pub public: String,
     #[serde(rename = "use")]
     pub key_use: KeyUse,
+    /// For `use: "root"` only: the certified (new) root's own signature over
+    /// [`KeyCert::pop_message`], base64url. A root rotation therefore needs both
+    /// keys: the old root signs the certificate, the new one proves possession
+    /// and consent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pop: Option<String>,
+}
+
+impl KeyCert {
+    /// The bytes the certified key signs as its proof of possession: the
+    /// issuer's kid and the certificate's identity and window, so a proof cannot
+    /// be moved to another certificate.
+    pub fn pop_message(&self, issuer_kid: &str) -> Vec<u8> {
+        format!(
+            "licensing-root-pop/v1\n{}\n{issuer_kid}\n{}\n{}\n{}\n{}\n{}\n",
+            self.iss,
+            self.kid,
+            self.jti,
+            self.iat.secs(),
+            self.nbf.secs(),
+            self.exp.secs()
+        )
+        .into_bytes()
+    }
 }
 
 impl TokenClaims for KeyCert {

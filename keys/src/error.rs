@@ -106,6 +106,10 @@ pub enum Error {
         expected: &'static str,
         found: String,
     },
+    /// A root-rotation certificate without a valid proof of possession by the
+    /// new root.
+    #[error("the certificate of root {kid} has no valid proof of possession by that key")]
+    RootProofOfPossession { kid: String },
     /// The token names a different key from the certificate offered with it.
     #[error("token is signed by {token_kid} but the certificate is for {cert_kid}")]
     CertificateMismatch { token_kid: String, cert_kid: String },
@@ -163,6 +167,7 @@ impl Error {
             Error::CertificateNotYetValid { .. } => "certificate_not_yet_valid",
             Error::CertificateUse { .. } => "certificate_use",
             Error::CertificateMismatch { .. } => "certificate_mismatch",
+            Error::RootProofOfPossession { .. } => "root_proof_of_possession",
             Error::Expired { .. } => "expired",
             Error::NotYetValid { .. } => "not_yet_valid",
             Error::InconsistentClaims { .. } => "inconsistent_claims",

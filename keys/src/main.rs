@@ -108,6 +108,10 @@ struct CertifyArgs {
     out: Option<PathBuf>,
     #[command(flatten)]
     passphrase: PassphraseArgs,
+    /// For `--use root`: the new root's passphrase file (its key signs the proof
+    /// of possession) [default: KEYS_SUBJECT_PASSPHRASE, or a prompt]
+    #[arg(long, value_name = "FILE")]
+    subject_passphrase_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -239,6 +243,48 @@ fn certify(args: &CertifyArgs) -> Result<()> {
     let passphrase = read_passphrase(&args.passphrase, false)?;
     let root = keyfile::open(&sealed_root, &passphrase).context("opening the root key")?;
     let now = UnixTime::now();
+    if args.r#use == KeyUse::Root {
+        // A root rotation needs the new root's own signature too.
+        let Some(path) = &args.subject else {
+            bail!(
+                "--use root needs --subject NEW_ROOT_KEY_FILE: the new root signs a proof of possession"
+            );
+        };
+        let sealed = keyfile::read_key_file(path).context("reading the new root key")?;
+        let subject_passphrase = match (
+            &args.subject_passphrase_file,
+            std::env::var("KEYS_SUBJECT_PASSPHRASE"),
+        ) {
+            (Some(file), _) => read_passphrase(
+                &PassphraseArgs {
+                    passphrase_file: Some(file.clone()),
+                },
+                false,
+            )?,
+            (None, Ok(text)) => non_empty(text)?,
+            (None, Err(_)) => read_passphrase(
+                &PassphraseArgs {
+                    passphrase_file: None,
+                },
+                false,
+            )?,
+        };
+        let new_root =
+            keyfile::open(&sealed, &subject_passphrase).context("opening the new root key")?;
+        let claims = KeyCert {
+            iss: args.issuer.clone(),
+            iat: now,
+            nbf: now,
+            exp: now.plus(i64::from(args.days) * 86_400),
+            jti: random_id()?,
+            kid: String::new(),
+            public: String::new(),
+            key_use: KeyUse::Root,
+            pop: None,
+        };
+        let token = keys::certify_root(&root, &new_root, claims)?;
+        return write_output(args.out.as_deref(), &token);
+    }
     let claims = KeyCert {
         iss: args.issuer.clone(),
         iat: now,
@@ -248,6 +294,7 @@ fn certify(args: &CertifyArgs) -> Result<()> {
         kid: subject.kid().to_string(),
         public: subject.to_b64(),
         key_use: args.r#use,
+        pop: None,
     };
     let token = keys::sign(&root, &claims)?;
     write_output(args.out.as_deref(), &token)

@@ -246,6 +246,19 @@ impl TrustStore {
         for cert in intermediates {
             let (claims, key) = self.verify_one_cert(cert, &issuer, now)?;
             expect_use(&claims, KeyUse::Root)?;
+            // A new root is trusted only with the old root's signature (the
+            // certificate) and its own (the proof of possession).
+            let pop = claims
+                .pop
+                .as_deref()
+                .and_then(crate::b64::decode_array::<64>)
+                .ok_or_else(|| Error::RootProofOfPossession {
+                    kid: claims.kid.clone(),
+                })?;
+            crate::key::verify_bytes(&key, &claims.pop_message(issuer.kid().as_str()), &pop)
+                .map_err(|_| Error::RootProofOfPossession {
+                    kid: claims.kid.clone(),
+                })?;
             not_before = not_before.max(claims.nbf);
             not_after = not_after.min(claims.exp);
             issuer = key;

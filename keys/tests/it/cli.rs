@@ -275,3 +275,97 @@ fn every_command_has_help() {
     let out = run(dir.path(), &["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn root_rotation_needs_both_roots_and_appliances_walk_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ceremony(d); // root.key (old, pinned in trust.json), signing.key
+    std::fs::write(d.join("new.pass"), "the new root's passphrase\n").unwrap();
+    ok(
+        d,
+        &[
+            "root",
+            "init",
+            "--out",
+            "root2.key",
+            "--passphrase-file",
+            "new.pass",
+        ],
+    );
+    // The old root certifies the new one; the new one proves possession.
+    ok(
+        d,
+        &[
+            "certify",
+            "--root",
+            "root.key",
+            "--subject",
+            "root2.key",
+            "--use",
+            "root",
+            "--subject-passphrase-file",
+            "new.pass",
+            "--out",
+            "rotation.cert",
+        ],
+    );
+    // The signing key, certified by the new root only.
+    ok(
+        d,
+        &[
+            "certify",
+            "--root",
+            "root2.key",
+            "--subject",
+            "signing.key",
+            "--out",
+            "signing2.cert",
+            "--passphrase-file",
+            "new.pass",
+        ],
+    );
+    let (lease, _) = sign_lease_with(d);
+    // Appliances pinning only the old root accept the chain old → new → signing...
+    ok(
+        d,
+        &[
+            "verify",
+            "--trust",
+            "trust.json",
+            "--cert",
+            "rotation.cert",
+            "--cert",
+            "signing2.cert",
+            &lease,
+        ],
+    );
+    // ...and refuse the signing certificate without the rotation link.
+    let out = run(
+        d,
+        &[
+            "verify",
+            "--trust",
+            "trust.json",
+            "--cert",
+            "signing2.cert",
+            &lease,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown_key"));
+    // Without the new root's passphrase there is no rotation certificate.
+    let out = run(
+        d,
+        &[
+            "certify",
+            "--root",
+            "root.key",
+            "--subject-pub",
+            "AAAA",
+            "--use",
+            "root",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3));
+}

@@ -43,6 +43,7 @@ pub fn cert_claims(subject: &PrivateKey, key_use: KeyUse) -> KeyCert {
         kid: subject.kid().to_string(),
         public: subject.public().to_b64(),
         key_use,
+        pop: None,
     }
 }
 

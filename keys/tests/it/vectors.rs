@@ -218,7 +218,8 @@ fn generate() -> BTreeMap<String, String> {
                 "lease+jwt",
                 lease(),
                 vec![
-                    keys::sign(&root(), &cert_claims(&root2(), KeyUse::Root)).unwrap(),
+                    keys::certify_root(&root(), &root2(), cert_claims(&root2(), KeyUse::Root))
+                        .unwrap(),
                     keys::sign(&root2(), &cert_claims(&sk, KeyUse::Lease)).unwrap(),
                 ],
             ),
@@ -504,6 +505,69 @@ fn generate() -> BTreeMap<String, String> {
                 "chain_too_long",
             );
             c.chain = vec![cert(); 9];
+            c
+        }),
+        ("root-rotation-old-only", {
+            let mut c = hostile(
+                "a new root certified by the old root without the new root's proof of possession",
+                "lease+jwt",
+                lease(),
+                "root_proof_of_possession",
+            );
+            c.chain = vec![
+                keys::sign(&root(), &cert_claims(&root2(), KeyUse::Root)).unwrap(),
+                keys::sign(&root2(), &cert_claims(&sk, KeyUse::Lease)).unwrap(),
+            ];
+            c
+        }),
+        ("root-rotation-new-only", {
+            let mut c = hostile(
+                "a new root that certified itself, without the old root",
+                "lease+jwt",
+                lease(),
+                "unknown_key",
+            );
+            c.chain = vec![
+                keys::certify_root(&root2(), &root2(), cert_claims(&root2(), KeyUse::Root))
+                    .unwrap(),
+                keys::sign(&root2(), &cert_claims(&sk, KeyUse::Lease)).unwrap(),
+            ];
+            c
+        }),
+        ("root-rotation-foreign-pop", {
+            let mut c = hostile(
+                "a new root certified by the old root, the proof of possession signed by a stranger",
+                "lease+jwt",
+                lease(),
+                "root_proof_of_possession",
+            );
+            let mut claims = cert_claims(&root2(), KeyUse::Root);
+            claims.pop = Some(keys::b64::encode(
+                stranger().sign_bytes(&claims.pop_message(root().kid().as_str())),
+            ));
+            c.chain = vec![
+                keys::sign(&root(), &claims).unwrap(),
+                keys::sign(&root2(), &cert_claims(&sk, KeyUse::Lease)).unwrap(),
+            ];
+            c
+        }),
+        ("root-rotation-moved-pop", {
+            let mut c = hostile(
+                "a proof of possession copied from a certificate with other dates",
+                "lease+jwt",
+                lease(),
+                "root_proof_of_possession",
+            );
+            let mut other = cert_claims(&root2(), KeyUse::Root);
+            other.exp = other.exp.plus(DAY);
+            let moved =
+                keys::b64::encode(root2().sign_bytes(&other.pop_message(root().kid().as_str())));
+            let mut claims = cert_claims(&root2(), KeyUse::Root);
+            claims.pop = Some(moved);
+            c.chain = vec![
+                keys::sign(&root(), &claims).unwrap(),
+                keys::sign(&root2(), &cert_claims(&sk, KeyUse::Lease)).unwrap(),
+            ];
             c
         }),
         (
@@ -1003,7 +1067,7 @@ fn valid_vectors_verify_to_their_claims() {
 #[test]
 fn hostile_vectors_fail_with_their_own_error() {
     let cases = read_cases("hostile");
-    assert!(cases.len() >= 57, "the corpus shrank to {}", cases.len());
+    assert!(cases.len() >= 61, "the corpus shrank to {}", cases.len());
     for (name, case) in cases {
         let expected = case.error.clone().unwrap();
         match verify(&case) {
