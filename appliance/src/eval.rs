@@ -249,6 +249,7 @@ mod tests {
                 kid: signing.kid().to_string(),
                 public: signing.public().to_b64(),
                 key_use: KeyUse::Lease,
+                pop: None,
             },
         )
         .unwrap();

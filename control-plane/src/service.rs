@@ -192,6 +192,7 @@ fn certify(root: &PrivateKey, signing: &PrivateKey, now: UnixTime) -> Result<Str
             kid: signing.kid().to_string(),
             public: signing.public().to_b64(),
             key_use: KeyUse::Lease,
+            pop: None,
         },
     )?)
 }

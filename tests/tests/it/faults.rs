@@ -119,6 +119,7 @@ impl Forger {
                 kid: signing.kid().to_string(),
                 public: signing.public().to_b64(),
                 key_use: KeyUse::Lease,
+                pop: None,
             },
         )
         .unwrap();
