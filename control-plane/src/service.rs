@@ -1286,6 +1286,8 @@ impl ControlPlane {
                 "only a pending key takes a new certificate".into(),
             ));
         }
+        // `keys certify --out` ends its file with a newline; tokens never contain one.
+        let chain: Vec<String> = chain.iter().map(|c| c.trim().to_owned()).collect();
         let trust = keys::TrustStore::from_file(&self.trust_file().await?)?;
         let refs: Vec<&str> = chain.iter().map(String::as_str).collect();
         let certified = trust.verify_chain_at(&refs, now).map_err(|e| {
@@ -1318,9 +1320,10 @@ impl ControlPlane {
         let now = self.now();
         let mut record = self.key_record(kid).await?;
         if record.state != KeyState::Pending {
-            return Err(Error::KeyState(
-                format!("a {:?} key cannot be activated", record.state).to_lowercase(),
-            ));
+            return Err(Error::KeyState(format!(
+                "only a pending key can be activated; this one is {}",
+                format!("{:?}", record.state).to_lowercase()
+            )));
         }
         let trust = keys::TrustStore::from_file(&self.trust_file().await?)?;
         let refs: Vec<&str> = record.chain.iter().map(String::as_str).collect();
