@@ -150,6 +150,30 @@ fn random_nonce() -> Result<String, AgentError> {
     Ok(keys::b64::encode(bytes))
 }
 
+/// Verifies a token and its chain as of the token's own `iat`: signature,
+/// chain and revocations must be sound; whether it is still current is decided
+/// elsewhere (by `eval`, against the corrected clock). Used for the stored lease,
+/// a fresh lease and a denial alike.
+fn verify_as_issued<T: keys::SignedBySigningKey>(
+    trust: &TrustStore,
+    token: &str,
+    chain: &[String],
+) -> Result<Verified<T>, String> {
+    let iat = keys::inspect(token)
+        .map_err(|e| e.to_string())?
+        .claims
+        .get("iat")
+        .and_then(serde_json::Value::as_i64)
+        .ok_or("the token has no iat")?;
+    let chain: Vec<&str> = chain.iter().map(String::as_str).collect();
+    let signer = trust
+        .verify_chain_at(&chain, UnixTime(iat))
+        .map_err(|e| e.to_string())?;
+    trust
+        .verify_at(token, &signer, UnixTime(iat))
+        .map_err(|e| e.to_string())
+}
+
 /// Describes an unsigned answer for the log and `status`: its status and, when
 /// the body says, its error code (`clone_suspected` tells support what to do).
 /// Informational only: nothing unsigned changes what the agent does.
@@ -218,16 +242,7 @@ impl Agent {
     fn verify_stored(pinned: &TrustStore, record: &Record) -> Option<Verified<Lease>> {
         let stored = record.lease.as_ref()?;
         let trust = Self::trust_with(pinned, &record.revoked_kids);
-        let iat = keys::inspect(&stored.token)
-            .ok()?
-            .claims
-            .get("iat")
-            .and_then(serde_json::Value::as_i64)?;
-        let chain: Vec<&str> = stored.chain.iter().map(String::as_str).collect();
-        let signer = trust.verify_chain_at(&chain, UnixTime(iat)).ok()?;
-        let lease = trust
-            .verify_at::<Lease>(&stored.token, &signer, UnixTime(iat))
-            .ok()?;
+        let lease: Verified<Lease> = verify_as_issued(&trust, &stored.token, &stored.chain).ok()?;
         (Some(lease.sub.as_str()) == record.license_id.as_deref()).then_some(lease)
     }
 
@@ -628,21 +643,8 @@ impl Agent {
             }
         }
         let trust = Self::trust_with(&self.config.trust, &revoked);
-        // Verified as of its own iat: our clock may be the thing that is wrong,
-        // and the nonce proves the lease is fresh.
-        let iat = keys::inspect(&response.lease)
-            .map_err(|e| e.to_string())?
-            .claims
-            .get("iat")
-            .and_then(serde_json::Value::as_i64)
-            .ok_or("the lease has no iat")?;
-        let chain: Vec<&str> = response.chain.iter().map(String::as_str).collect();
-        let signer = trust
-            .verify_chain_at(&chain, UnixTime(iat))
-            .map_err(|e| e.to_string())?;
-        let lease = trust
-            .verify_at::<Lease>(&response.lease, &signer, UnixTime(iat))
-            .map_err(|e| e.to_string())?;
+        // Our clock may be the thing that is wrong; the nonce proves freshness.
+        let lease: Verified<Lease> = verify_as_issued(&trust, &response.lease, &response.chain)?;
         if lease.nonce != nonce {
             return Err("the lease answers another request (nonce)".into());
         }
@@ -704,19 +706,7 @@ impl Agent {
         let mut inner = self.lock();
         let license_id = inner.record.license_id.clone().ok_or("not activated")?;
         let trust = Self::trust_with(&self.config.trust, &inner.record.revoked_kids);
-        let iat = keys::inspect(&response.denial)
-            .map_err(|e| e.to_string())?
-            .claims
-            .get("iat")
-            .and_then(serde_json::Value::as_i64)
-            .ok_or("the denial has no iat")?;
-        let chain: Vec<&str> = response.chain.iter().map(String::as_str).collect();
-        let signer = trust
-            .verify_chain_at(&chain, UnixTime(iat))
-            .map_err(|e| e.to_string())?;
-        let denial: Verified<Denial> = trust
-            .verify_at(&response.denial, &signer, UnixTime(iat))
-            .map_err(|e| e.to_string())?;
+        let denial: Verified<Denial> = verify_as_issued(&trust, &response.denial, &response.chain)?;
         if denial.nonce != nonce {
             return Err("the denial answers another request (nonce)".into());
         }

@@ -1297,20 +1297,16 @@ impl ControlPlane {
             return Err(Error::bad_request("the certificate is for another key"));
         }
         record.chain = chain;
-        self.store
-            .commit(
-                Change {
-                    keys: vec![record],
-                    audit: vec![actor.event(
-                        "signing.certify",
-                        kid,
-                        json!({"reason": "offline certificate"}),
-                    )],
-                    ..Change::default()
-                },
-                now,
-            )
-            .await?;
+        self.save_key(
+            record,
+            actor.event(
+                "signing.certify",
+                kid,
+                json!({"reason": "offline certificate"}),
+            ),
+            now,
+        )
+        .await?;
         Ok(())
     }
 
@@ -1373,15 +1369,7 @@ impl ControlPlane {
         }
         record.state = KeyState::Retired;
         record.retired_at = Some(now);
-        self.store
-            .commit(
-                Change {
-                    keys: vec![record],
-                    audit: vec![actor.event("signing.retire", kid, json!({}))],
-                    ..Change::default()
-                },
-                now,
-            )
+        self.save_key(record, actor.event("signing.retire", kid, json!({})), now)
             .await?;
         Ok(())
     }
@@ -1403,17 +1391,24 @@ impl ControlPlane {
         }
         record.state = KeyState::Revoked;
         record.revoked_at = Some(now);
+        self.save_key(record, actor.event("signing.revoke", kid, json!({})), now)
+            .await?;
+        self.reload_signer().await
+    }
+
+    /// Writes one key record with its audit event.
+    async fn save_key(&self, record: KeyRecord, event: AuditEvent, now: UnixTime) -> Result<()> {
         self.store
             .commit(
                 Change {
                     keys: vec![record],
-                    audit: vec![actor.event("signing.revoke", kid, json!({}))],
+                    audit: vec![event],
                     ..Change::default()
                 },
                 now,
             )
-            .await?;
-        self.reload_signer().await
+            .await
+            .map(drop)
     }
 
     async fn reload_signer(&self) -> Result<()> {

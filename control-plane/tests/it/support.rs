@@ -185,24 +185,15 @@ impl Harness {
 
     /// Verifies a lease response; returns the lease claims.
     pub fn verify_lease(&self, body: &Value) -> keys::Lease {
-        let chain: Vec<&str> = body["chain"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c.as_str().unwrap())
-            .collect();
-        let signer = self
-            .trust
-            .verify_chain_at(&chain, self.clock_now())
-            .unwrap();
-        self.trust
-            .verify_at::<keys::Lease>(body["lease"].as_str().unwrap(), &signer, self.clock_now())
-            .unwrap()
-            .into_claims()
+        self.verify_signed(body, "lease")
     }
 
     /// Verifies a denial response; returns the denial claims.
     pub fn verify_denial(&self, body: &Value) -> keys::Denial {
+        self.verify_signed(body, "denial")
+    }
+
+    fn verify_signed<T: keys::SignedBySigningKey>(&self, body: &Value, field: &str) -> T {
         let chain: Vec<&str> = body["chain"]
             .as_array()
             .unwrap()
@@ -214,7 +205,7 @@ impl Harness {
             .verify_chain_at(&chain, self.clock_now())
             .unwrap();
         self.trust
-            .verify_at::<keys::Denial>(body["denial"].as_str().unwrap(), &signer, self.clock_now())
+            .verify_at::<T>(body[field].as_str().unwrap(), &signer, self.clock_now())
             .unwrap()
             .into_claims()
     }
