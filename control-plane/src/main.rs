@@ -8,6 +8,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use control_plane::clock::SystemClock;
 use control_plane::config::{FileConfig, LogFormat, default_kek_file};
+use control_plane::http::tls::{Tls, TlsFiles};
 use control_plane::secrets::Kek;
 use control_plane::service::ControlPlane;
 use control_plane::store::Store as _;
@@ -89,6 +90,15 @@ struct ServeArgs {
     /// Seconds between health sweeps and signing-certificate renewal checks; 0 disables [default: 3600]
     #[arg(long, env = "CONTROL_PLANE_SWEEP_INTERVAL")]
     sweep_interval: Option<u64>,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); reloaded on SIGHUP
+    #[arg(long, env = "CONTROL_PLANE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert
+    #[arg(long, env = "CONTROL_PLANE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Allow plain HTTP on an address other than loopback (behind a TLS-terminating proxy)
+    #[arg(long, env = "CONTROL_PLANE_ALLOW_PLAIN_HTTP")]
+    allow_plain_http: bool,
 }
 
 /// The settings after flags, environment and file are merged.
@@ -268,6 +278,24 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
         .issuer
         .or(resolved.file.issuer.clone())
         .unwrap_or_else(|| "control-plane".into());
+    let tls = match (
+        args.tls_cert.or(resolved.file.tls_cert.clone()),
+        args.tls_key.or(resolved.file.tls_key.clone()),
+    ) {
+        (Some(cert), Some(key)) => Some(Tls::load(TlsFiles { cert, key })?),
+        (None, None) => None,
+        _ => bail!("TLS needs both a certificate (tls_cert) and its key (tls_key)"),
+    };
+    let allow_plain_http = args.allow_plain_http || resolved.file.allow_plain_http == Some(true);
+    // License keys and API tokens travel in every request: in the clear they
+    // may only cross loopback, unless the operator says a TLS-terminating proxy
+    // sits in front.
+    if tls.is_none() && !listen.ip().is_loopback() && !allow_plain_http {
+        bail!(
+            "refusing to serve plain HTTP on {listen}: give --tls-cert and --tls-key, listen on loopback, \
+             or pass --allow-plain-http when a TLS-terminating proxy sits in front"
+        );
+    }
     if !resolved.data_dir.exists() {
         bail!(
             "{} does not exist: run `control-plane init --data-dir {}` first",
@@ -290,14 +318,25 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
         cp.clone(),
         (interval > 0).then(|| std::time::Duration::from_secs(interval)),
     ));
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
+    let listener =
+        std::net::TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
-    // Scripts and tests read this line to find the port.
-    println!("listening on http://{addr}");
-    tracing::info!(%addr, data_dir = %resolved.data_dir.display(), "serving");
-    control_plane::http::serve(listener, cp, shutdown_signal()).await?;
+    match tls {
+        Some(tls) => {
+            tokio::spawn(reload_on_sighup(tls.clone()));
+            // Scripts and tests read this line to find the port.
+            println!("listening on https://{addr}");
+            tracing::info!(%addr, data_dir = %resolved.data_dir.display(), cert = %tls.files().cert.display(), "serving HTTPS");
+            control_plane::http::tls::serve_tls(listener, cp, &tls, shutdown_signal()).await?;
+        }
+        None => {
+            listener.set_nonblocking(true)?;
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            println!("listening on http://{addr}");
+            tracing::info!(%addr, data_dir = %resolved.data_dir.display(), "serving plain HTTP");
+            control_plane::http::serve(listener, cp, shutdown_signal()).await?;
+        }
+    }
     store.flush()?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
@@ -344,6 +383,35 @@ fn create_private_dir(dir: &Path) -> Result<()> {
             .with_context(|| format!("restricting {}", dir.display()))?;
     }
     Ok(())
+}
+
+/// Reloads the TLS certificate and key from their files on every SIGHUP, so a
+/// renewed certificate is served without a restart. A reload that fails is
+/// logged and the previous certificate stays in use.
+async fn reload_on_sighup(tls: Tls) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch SIGHUP; TLS reload needs a restart");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => {
+                    tracing::info!(cert = %tls.files().cert.display(), "TLS certificate reloaded")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS reload failed; still serving the previous certificate")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tls;
 }
 
 async fn shutdown_signal() {

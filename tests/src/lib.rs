@@ -42,6 +42,16 @@ impl Drop for Plane {
 
 impl Plane {
     pub async fn start() -> Plane {
+        Plane::launch(None).await
+    }
+
+    /// A control plane serving HTTPS with a certificate for 127.0.0.1 issued by
+    /// `ca`; its admin client trusts only `ca`.
+    pub async fn start_tls(ca: &TestCa) -> Plane {
+        Plane::launch(Some(ca)).await
+    }
+
+    async fn launch(ca: Option<&TestCa>) -> Plane {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SledStore::open(&dir.path().join("data")).unwrap());
         let clock = Arc::new(control_plane::clock::ManualClock::new(T0));
@@ -55,21 +65,54 @@ impl Plane {
                 .unwrap(),
         );
         let trust = keys::TrustStore::from_file(&cp.trust_file().await.unwrap()).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let server = tokio::spawn({
-            let cp = cp.clone();
-            async move {
-                let _ = control_plane::http::serve(listener, cp, std::future::pending()).await;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (url, http, server) = match ca {
+            None => {
+                listener.set_nonblocking(true).unwrap();
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let server = tokio::spawn({
+                    let cp = cp.clone();
+                    async move {
+                        let _ =
+                            control_plane::http::serve(listener, cp, std::future::pending()).await;
+                    }
+                });
+                (format!("http://{addr}"), reqwest::Client::new(), server)
             }
-        });
+            Some(ca) => {
+                let files = control_plane::http::tls::TlsFiles {
+                    cert: dir.path().join("tls.crt"),
+                    key: dir.path().join("tls.key"),
+                };
+                ca.issue_server_cert(&files.cert, &files.key);
+                let tls = control_plane::http::tls::Tls::load(files).unwrap();
+                let server = tokio::spawn({
+                    let cp = cp.clone();
+                    async move {
+                        let _ = control_plane::http::tls::serve_tls(
+                            listener,
+                            cp,
+                            &tls,
+                            std::future::pending(),
+                        )
+                        .await;
+                    }
+                });
+                let http = reqwest::Client::builder()
+                    .tls_certs_only([reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap()])
+                    .build()
+                    .unwrap();
+                (format!("https://{addr}"), http, server)
+            }
+        };
         Plane {
             url,
             cp,
             clock,
             admin: init.token.expose().to_owned(),
             trust,
-            http: reqwest::Client::new(),
+            http,
             server,
             _dir: dir,
         }
@@ -139,6 +182,42 @@ impl Plane {
             .iter()
             .map(|r| r["action"].as_str().unwrap().to_owned())
             .collect()
+    }
+}
+
+/// A certificate authority made for one test, issuing server certificates for
+/// 127.0.0.1 and localhost.
+#[derive(Debug)]
+pub struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let key = rcgen::KeyPair::generate().unwrap();
+        TestCa {
+            issuer: rcgen::CertifiedIssuer::self_signed(params, key).unwrap(),
+        }
+    }
+
+    /// The CA certificate, as an appliance pins it.
+    pub fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// Writes a server certificate for 127.0.0.1 and localhost, and its key.
+    pub fn issue_server_cert(&self, cert: &Path, key: &Path) {
+        let params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = params.signed_by(&leaf_key, &self.issuer).unwrap();
+        std::fs::write(cert, leaf.pem()).unwrap();
+        std::fs::write(key, leaf_key.serialize_pem()).unwrap();
     }
 }
 

@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod licenses;
 pub mod signing;
+pub mod tls;
 pub mod wire;
 
 use crate::service::ControlPlane;

@@ -7,6 +7,7 @@
 //! - `permissions`: every route × every kind of caller → the exact status.
 //! - `sweep`: a mixed fleet swept twice: exact transitions, then nothing.
 //! - `secrets_at_rest`: no secret appears in plaintext in the data directory.
+//! - `tls`: HTTPS with a pinned CA, certificate reload on SIGHUP, plain HTTP refused off loopback.
 //! - `durability`: the real binary killed with SIGKILL under load loses nothing acknowledged.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -18,3 +19,4 @@ mod routes;
 mod secrets_at_rest;
 mod support;
 mod sweep;
+mod tls;

@@ -10,6 +10,7 @@
 //! - `corruption`: the appliance's store truncated, bit-flipped, zeroed, padded
 //!   or deleted over many seeds: never more time than the last verified lease
 //!   allows, and the way back (support unbinds, activate again online).
+//! - `tls`: the appliance and the control plane over rustls with a pinned test CA.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -17,3 +18,4 @@ mod corruption;
 mod faults;
 mod lifecycle;
 mod rotation;
+mod tls;
