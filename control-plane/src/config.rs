@@ -18,6 +18,7 @@ pub struct FileConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub allow_plain_http: Option<bool>,
+    pub rate_limits: Option<crate::http::rate_limit::RateLimits>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -68,5 +69,10 @@ mod tests {
         let c: FileConfig =
             toml::from_str("listen = \"127.0.0.1:8080\"\nlog_format = \"json\"").unwrap();
         assert_eq!(c.log_format, Some(LogFormat::Json));
+        let c: FileConfig = toml::from_str("[rate_limits]\nheartbeats_per_minute = 0").unwrap();
+        let limits = c.rate_limits.unwrap();
+        assert_eq!(limits.heartbeats_per_minute, 0);
+        assert_eq!(limits.activations_per_minute, 60);
+        assert!(toml::from_str::<FileConfig>("[rate_limits]\nheartbeat_per_minute = 1").is_err());
     }
 }

@@ -8,6 +8,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use control_plane::clock::SystemClock;
 use control_plane::config::{FileConfig, LogFormat, default_kek_file};
+use control_plane::http::rate_limit::RateLimits;
 use control_plane::http::tls::{Tls, TlsFiles};
 use control_plane::secrets::Kek;
 use control_plane::service::ControlPlane;
@@ -99,6 +100,15 @@ struct ServeArgs {
     /// Allow plain HTTP on an address other than loopback (behind a TLS-terminating proxy)
     #[arg(long, env = "CONTROL_PLANE_ALLOW_PLAIN_HTTP")]
     allow_plain_http: bool,
+    /// Activations per minute per client IP; 0 turns the limit off [default: 60]
+    #[arg(long, env = "CONTROL_PLANE_ACTIVATIONS_PER_MINUTE")]
+    activations_per_minute: Option<u32>,
+    /// Failed authentications per minute per client IP before it is refused; 0 = off [default: 30]
+    #[arg(long, env = "CONTROL_PLANE_AUTH_FAILURES_PER_MINUTE")]
+    auth_failures_per_minute: Option<u32>,
+    /// Heartbeats per minute per license; 0 turns the limit off [default: 20]
+    #[arg(long, env = "CONTROL_PLANE_HEARTBEATS_PER_MINUTE")]
+    heartbeats_per_minute: Option<u32>,
 }
 
 /// The settings after flags, environment and file are merged.
@@ -318,6 +328,22 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
         cp.clone(),
         (interval > 0).then(|| std::time::Duration::from_secs(interval)),
     ));
+    let file_limits = resolved.file.rate_limits.unwrap_or_default();
+    let options = control_plane::http::Options {
+        rate_limits: RateLimits {
+            activations_per_minute: args
+                .activations_per_minute
+                .unwrap_or(file_limits.activations_per_minute),
+            auth_failures_per_minute: args
+                .auth_failures_per_minute
+                .unwrap_or(file_limits.auth_failures_per_minute),
+            heartbeats_per_minute: args
+                .heartbeats_per_minute
+                .unwrap_or(file_limits.heartbeats_per_minute),
+        },
+        ..control_plane::http::Options::default()
+    };
+    let router = control_plane::http::router_with(cp, options);
     let listener =
         std::net::TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
@@ -327,14 +353,14 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
             // Scripts and tests read this line to find the port.
             println!("listening on https://{addr}");
             tracing::info!(%addr, data_dir = %resolved.data_dir.display(), cert = %tls.files().cert.display(), "serving HTTPS");
-            control_plane::http::tls::serve_tls(listener, cp, &tls, shutdown_signal()).await?;
+            control_plane::http::tls::serve_tls(listener, router, &tls, shutdown_signal()).await?;
         }
         None => {
             listener.set_nonblocking(true)?;
             let listener = tokio::net::TcpListener::from_std(listener)?;
             println!("listening on http://{addr}");
             tracing::info!(%addr, data_dir = %resolved.data_dir.display(), "serving plain HTTP");
-            control_plane::http::serve(listener, cp, shutdown_signal()).await?;
+            control_plane::http::serve(listener, router, shutdown_signal()).await?;
         }
     }
     store.flush()?;

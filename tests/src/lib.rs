@@ -65,18 +65,24 @@ impl Plane {
                 .unwrap(),
         );
         let trust = keys::TrustStore::from_file(&cp.trust_file().await.unwrap()).unwrap();
+        // The tests drive many heartbeats a second on manual clocks; the limits
+        // have their own tests in the control plane.
+        let router = control_plane::http::router_with(
+            cp.clone(),
+            control_plane::http::Options {
+                rate_limits: control_plane::http::rate_limit::RateLimits::OFF,
+                ..control_plane::http::Options::default()
+            },
+        );
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let (url, http, server) = match ca {
             None => {
                 listener.set_nonblocking(true).unwrap();
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let server = tokio::spawn({
-                    let cp = cp.clone();
-                    async move {
-                        let _ =
-                            control_plane::http::serve(listener, cp, std::future::pending()).await;
-                    }
+                let server = tokio::spawn(async move {
+                    let _ =
+                        control_plane::http::serve(listener, router, std::future::pending()).await;
                 });
                 (format!("http://{addr}"), reqwest::Client::new(), server)
             }
@@ -87,17 +93,14 @@ impl Plane {
                 };
                 ca.issue_server_cert(&files.cert, &files.key);
                 let tls = control_plane::http::tls::Tls::load(files).unwrap();
-                let server = tokio::spawn({
-                    let cp = cp.clone();
-                    async move {
-                        let _ = control_plane::http::tls::serve_tls(
-                            listener,
-                            cp,
-                            &tls,
-                            std::future::pending(),
-                        )
-                        .await;
-                    }
+                let server = tokio::spawn(async move {
+                    let _ = control_plane::http::tls::serve_tls(
+                        listener,
+                        router,
+                        &tls,
+                        std::future::pending(),
+                    )
+                    .await;
                 });
                 let http = reqwest::Client::builder()
                     .tls_certs_only([reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap()])

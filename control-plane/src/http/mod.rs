@@ -6,6 +6,7 @@ pub mod admin;
 pub mod error;
 pub mod extract;
 pub mod licenses;
+pub mod rate_limit;
 pub mod signing;
 pub mod tls;
 pub mod wire;
@@ -30,13 +31,43 @@ pub struct AppState {
     pub cp: Arc<ControlPlane>,
 }
 
-/// The whole API as a router, for `oneshot` tests and for [`serve`].
+/// How the router is set up beyond the control plane it serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Requests taking longer are answered 408.
+    pub timeout: Duration,
+    pub rate_limits: rate_limit::RateLimits,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            timeout: REQUEST_TIMEOUT,
+            rate_limits: rate_limit::RateLimits::default(),
+        }
+    }
+}
+
+/// The whole API as a router with the default [`Options`], for `oneshot` tests
+/// and for [`serve`].
 pub fn router(cp: Arc<ControlPlane>) -> Router {
-    router_with_timeout(cp, REQUEST_TIMEOUT)
+    router_with(cp, Options::default())
 }
 
 /// [`router`] with another request timeout (tests use a short one).
 pub fn router_with_timeout(cp: Arc<ControlPlane>, timeout: Duration) -> Router {
+    router_with(
+        cp,
+        Options {
+            timeout,
+            ..Options::default()
+        },
+    )
+}
+
+/// [`router`] with the given options.
+pub fn router_with(cp: Arc<ControlPlane>, options: Options) -> Router {
+    let timeout = options.timeout;
     Router::new()
         .merge(licenses::router())
         .merge(admin::router())
@@ -56,6 +87,12 @@ pub fn router_with_timeout(cp: Arc<ControlPlane>, timeout: Duration) -> Router {
             timeout,
         ))
         .layer(axum::middleware::map_response(json_timeout))
+        // Outermost but for tracing: an over-limit request costs no body read,
+        // no timeout slot and no store access.
+        .layer(axum::middleware::from_fn_with_state(
+            rate_limit::Limiter::new(options.rate_limits),
+            rate_limit::enforce,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(AppState { cp })
 }
@@ -81,16 +118,16 @@ async fn json_timeout(response: axum::response::Response) -> axum::response::Res
     response
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then drains in-flight
-/// requests.
+/// Serves `router` (see [`router_with`]) as plain HTTP on `listener` until
+/// `shutdown` completes, then drains in-flight requests.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    cp: Arc<ControlPlane>,
+    router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(
         listener,
-        router(cp).into_make_service_with_connect_info::<SocketAddr>(),
+        router.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await

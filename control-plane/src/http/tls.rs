@@ -8,7 +8,6 @@
 //! certificates: clients authenticate with API tokens and license keys, and
 //! appliances authenticate the server by pinning its CA.
 
-use crate::service::ControlPlane;
 use axum_server::tls_rustls::RustlsConfig;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -97,11 +96,11 @@ fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsError
     Ok(Arc::new(config))
 }
 
-/// Serves the API over TLS on `listener` until `shutdown` completes, then gives
+/// Serves `router` (see [`super::router_with`]) over TLS on `listener` until `shutdown` completes, then gives
 /// in-flight requests [`DRAIN_TIMEOUT`] to finish.
 pub async fn serve_tls(
     listener: std::net::TcpListener,
-    cp: Arc<ControlPlane>,
+    router: axum::Router,
     tls: &Tls,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -121,6 +120,6 @@ pub async fn serve_tls(
         .http1_only()
         .first_request_timeout(FIRST_REQUEST_TIMEOUT)
         .handle(handle)
-        .serve(super::router(cp).into_make_service_with_connect_info::<SocketAddr>())
+        .serve(router.into_make_service_with_connect_info::<SocketAddr>())
         .await
 }

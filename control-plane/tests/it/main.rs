@@ -4,6 +4,7 @@
 //! - `support`: an in-process control plane on a temp dir with a manual clock,
 //!   users of every role, a simulated appliance, and `call` (router `oneshot`).
 //! - `routes`: every endpoint's happy path and refusals.
+//! - `rate_limits`: activations per IP, heartbeats per license, failed authentications per IP.
 //! - `permissions`: every route × every kind of caller → the exact status.
 //! - `sweep`: a mixed fleet swept twice: exact transitions, then nothing.
 //! - `secrets_at_rest`: no secret appears in plaintext in the data directory.
@@ -15,6 +16,7 @@
 mod cli;
 mod durability;
 mod permissions;
+mod rate_limits;
 mod routes;
 mod secrets_at_rest;
 mod support;
