@@ -976,6 +976,20 @@ fn connection_and_usage_failures() {
     );
     assert_eq!(bad_url.code, 2, "{bad_url:?}");
 
+    // A CA file with no certificate in it is refused before connecting, since
+    // it would trust nothing.
+    let no_ca = s.path("empty.pem");
+    std::fs::write(&no_ca, "not a certificate\n").unwrap();
+    let pinned = s.run(
+        Auth::Env(&s.admin),
+        &["licenses", "list", "--ca-file", no_ca.to_str().unwrap()],
+    );
+    assert_eq!(pinned.code, 1, "{pinned:?}");
+    assert!(
+        pinned.stderr.contains("holds no PEM certificate"),
+        "{pinned:?}"
+    );
+
     // The help of every group names the exit codes.
     for group in ["licenses", "signing-keys", "users", "settings"] {
         let help = cli(&s.url, Auth::None, &[group, "--help"], None);
