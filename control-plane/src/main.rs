@@ -1,8 +1,25 @@
-//! `control-plane`: the vendor's licensing server and its offline maintenance
-//! commands. Exit codes: 0 success, 1 failure, 2 bad usage, 4 the audit chain
-//! is broken.
+//! `control-plane`: the vendor's licensing server, its offline maintenance
+//! commands (`init`, `serve`, `audit verify`), and the admin CLI that drives a
+//! running server over HTTP(S) (`licenses`, `signing-keys`, `audit list`,
+//! `users`, `settings`; the code is in `client/`).
+//!
+//! Exit codes (also in `--help` and docs/operations.md "Admin CLI"):
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success |
+//! | 1 | any other failure (a local file, an unexpected answer) |
+//! | 2 | bad usage (clap's), or an argument refused before sending (no token, unknown setting) |
+//! | 3 | the server could not be reached, or answered 5xx |
+//! | 4 | the audit chain is broken (`audit verify`) |
+//! | 5 | authentication or permission refused (401, 403) |
+//! | 6 | not found (404) |
+//! | 7 | refused because of the state, or a conflict (409, 422, a signed denial) |
+//! | 8 | any other 4xx (bad request, 413, 429...) |
 
 #![forbid(unsafe_code)]
+
+mod client;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -19,8 +36,29 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  any other failure
+  2  bad usage, or an argument refused before sending (no token, unknown setting)
+  3  the server could not be reached, or answered 5xx
+  4  the audit chain is broken (audit verify)
+  5  authentication or permission refused (401, 403)
+  6  not found (404)
+  7  refused because of the state, or a conflict (409, 422, a signed denial)
+  8  any other 4xx (bad request, too large, too many requests...)
+
+Client commands take --server URL (CONTROL_PLANE_SERVER, default http://127.0.0.1:8080)
+and the API token from --token-file PATH (CONTROL_PLANE_TOKEN_FILE; preferred), the
+CONTROL_PLANE_TOKEN variable, or --token (visible to other users in `ps`).";
+
 #[derive(Parser)]
-#[command(name = "control-plane", version, about = "The licensing control plane")]
+#[command(
+    name = "control-plane",
+    version,
+    about = "The licensing control plane",
+    after_help = EXIT_CODES
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -35,12 +73,27 @@ enum Command {
     /// The audit log
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Licenses on a running control plane: list, issue, revoke, rebind...
+    #[command(after_help = EXIT_CODES)]
+    Licenses(client::LicensesArgs),
+    /// Signing keys on a running control plane (super_admin)
+    #[command(after_help = EXIT_CODES)]
+    SigningKeys(client::SigningKeysArgs),
+    /// Users on a running control plane (super_admin)
+    #[command(after_help = EXIT_CODES)]
+    Users(client::UsersArgs),
+    /// The fleet-wide settings on a running control plane
+    #[command(after_help = EXIT_CODES)]
+    Settings(client::SettingsArgs),
 }
 
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Check the audit hash chain of a stopped control plane's data directory
     Verify(DataArgs),
+    /// Read the audit log of a running control plane
+    #[command(after_help = EXIT_CODES)]
+    List(client::AuditListArgs),
 }
 
 #[derive(Args)]
@@ -208,6 +261,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Init(args) => init(args).await,
         Command::Serve(args) => serve(args).await,
         Command::Audit(AuditCommand::Verify(args)) => audit_verify(&args.data_dir).await,
+        Command::Audit(AuditCommand::List(args)) => Ok(client::audit_list(args).await),
+        Command::Licenses(args) => Ok(client::licenses(args).await),
+        Command::SigningKeys(args) => Ok(client::signing_keys(args).await),
+        Command::Users(args) => Ok(client::users(args).await),
+        Command::Settings(args) => Ok(client::settings(args).await),
     }
 }
 
@@ -478,5 +536,43 @@ async fn audit_verify(data_dir: &Path) -> Result<ExitCode> {
             );
             Ok(ExitCode::from(4))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_ids_may_start_with_a_hyphen() {
+        // A kid is base64url, so about one in 64 starts with `-`.
+        for action in ["activate", "retire", "revoke"] {
+            assert!(
+                Cli::try_parse_from(["control-plane", "signing-keys", action, "-Jabc", "--json"])
+                    .is_ok(),
+                "{action}"
+            );
+        }
+        assert!(
+            Cli::try_parse_from([
+                "control-plane",
+                "signing-keys",
+                "attach-certificate",
+                "-Jabc",
+                "--certificate",
+                "-",
+            ])
+            .is_ok()
+        );
+        // A known flag is still a flag, so a missing kid is still a usage error.
+        assert!(
+            Cli::try_parse_from(["control-plane", "signing-keys", "revoke", "--json"]).is_err()
+        );
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
     }
 }

@@ -1,6 +1,8 @@
 //! The control plane's integration tests, one binary (STYLE.md "Tests").
 //!
 //! - `cli`: the binary's offline commands (init once, KEK beside the data dir, audit verify).
+//! - `admin_cli`: the binary's client commands against the binary serving on port 0:
+//!   every admin command's JSON answer, the human tables, and the exit codes.
 //! - `support`: an in-process control plane on a temp dir with a manual clock,
 //!   users of every role, a simulated appliance, and `call` (router `oneshot`).
 //! - `routes`: every endpoint's happy path and refusals.
@@ -13,6 +15,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod admin_cli;
 mod cli;
 mod durability;
 mod permissions;
