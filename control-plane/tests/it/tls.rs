@@ -158,12 +158,15 @@ fn get(ca: &TestCa, url: &str) -> Result<u16, String> {
     }
 }
 
-fn init(dir: &Path) {
+/// `control-plane init`; returns the admin token.
+fn init(dir: &Path) -> String {
     let out = command(dir)
-        .args(["init", "--data-dir", "data"])
+        .args(["init", "--data-dir", "data", "--json"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    printed["admin_token"].as_str().unwrap().to_owned()
 }
 
 fn files(dir: &Path) -> (PathBuf, PathBuf) {
@@ -173,7 +176,7 @@ fn files(dir: &Path) -> (PathBuf, PathBuf) {
 #[test]
 fn https_with_a_pinned_ca_and_a_certificate_swapped_on_sighup() {
     let dir = tempfile::tempdir().unwrap();
-    init(dir.path());
+    let token = init(dir.path());
     let (cert, key) = files(dir.path());
     let first = TestCa::new("first CA");
     let second = TestCa::new("second CA");
@@ -200,6 +203,25 @@ fn https_with_a_pinned_ca_and_a_certificate_swapped_on_sighup() {
         .get(format!("http://{}/healthz", server.addr))
         .send();
     assert!(plain.is_err(), "{plain:?}");
+
+    // The admin CLI pins the CA the same way: exit 3 (unreachable) otherwise.
+    let cli = |ca: &TestCa| {
+        let ca_file = dir.path().join("cli-ca.pem");
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        let out = command(dir.path())
+            .args(["licenses", "list", "--json", "--server"])
+            .arg(format!("https://{}", server.addr))
+            .arg("--ca-file")
+            .arg(&ca_file)
+            .env("CONTROL_PLANE_TOKEN", &token)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, stdout) = cli(&first);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("\"items\""), "{stdout}");
+    assert_eq!(cli(&second).0, Some(3));
 
     // A renewed certificate (here from another CA) is served after SIGHUP,
     // with no restart: the listener and its port stay the same.
