@@ -1,11 +1,17 @@
 //! The HTTP skin: the only module that knows axum and wire types. Each resource
-//! module exposes `router()`; [`router`] assembles them with the body limit,
-//! timeout and JSON fallbacks, and [`serve`] binds it to a listener.
+//! module exposes `router()`, a `utoipa_axum` `OpenApiRouter` whose routes are
+//! registered with `routes!` from their `#[utoipa::path]` annotations: that is
+//! the only way a route is added (the `tidy` test refuses `.route(` here), so
+//! the OpenAPI document ([`openapi`], served at `/openapi.json`) lists exactly
+//! what is routed. [`router`] assembles them with the body limit, timeout,
+//! latency metrics and JSON fallbacks, and [`serve`] binds it to a listener.
 
 pub mod admin;
 pub mod error;
 pub mod extract;
 pub mod licenses;
+pub mod observe;
+pub mod openapi;
 pub mod signing;
 pub mod wire;
 
@@ -18,6 +24,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tower_http::timeout::TimeoutLayer;
+use utoipa_axum::router::OpenApiRouter;
 
 /// Request bodies larger than this are refused with 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -34,12 +41,25 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
     router_with_timeout(cp, REQUEST_TIMEOUT)
 }
 
-/// [`router`] with another request timeout (tests use a short one).
-pub fn router_with_timeout(cp: Arc<ControlPlane>, timeout: Duration) -> Router {
-    Router::new()
+/// Every route, each with its OpenAPI operation.
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::frame())
         .merge(licenses::router())
         .merge(admin::router())
         .merge(signing::router())
+        .merge(observe::router())
+}
+
+/// The OpenAPI document of [`router`], generated from the same registrations.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().into_openapi()
+}
+
+/// [`router`] with another request timeout (tests use a short one).
+pub fn router_with_timeout(cp: Arc<ControlPlane>, timeout: Duration) -> Router {
+    let metrics = cp.metrics().clone();
+    let (routes, _) = api().split_for_parts();
+    routes
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -56,6 +76,12 @@ pub fn router_with_timeout(cp: Arc<ControlPlane>, timeout: Duration) -> Router {
         ))
         .layer(axum::middleware::map_response(json_timeout))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        // Outermost, so the latency includes every layer and the status is the
+        // one the client gets (timeouts included).
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            observe::track_latency,
+        ))
         .with_state(AppState { cp })
 }
 

@@ -6,6 +6,11 @@
 //! - `routes`: every endpoint's happy path and refusals.
 //! - `permissions`: every route × every kind of caller → the exact status.
 //! - `sweep`: a mixed fleet swept twice: exact transitions, then nothing.
+//! - `openapi`: the generated OpenAPI document matches docs/openapi.json and
+//!   lists exactly the routes the router serves.
+//! - `observability`: `/metrics` moves with heartbeats, clones, revokes and
+//!   sweeps; `/readyz` tells ready from not ready.
+//! - `tidy`: no route is added outside `OpenApiRouter` (so none escapes the document).
 //! - `secrets_at_rest`: no secret appears in plaintext in the data directory.
 //! - `durability`: the real binary killed with SIGKILL under load loses nothing acknowledged.
 
@@ -13,8 +18,11 @@
 
 mod cli;
 mod durability;
+mod observability;
+mod openapi;
 mod permissions;
 mod routes;
 mod secrets_at_rest;
 mod support;
 mod sweep;
+mod tidy;
