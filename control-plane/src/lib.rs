@@ -6,6 +6,7 @@
 //!   group commit.
 //! - [`secrets`]: the key-encryption key and what it seals.
 //! - [`clock`]: the injected clock.
+//! - [`metrics`]: the Prometheus metrics handle the HTTP layer and the sweep record into.
 
 #![forbid(unsafe_code)]
 
@@ -14,6 +15,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod secrets;
 pub mod service;
 pub mod store;

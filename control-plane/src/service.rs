@@ -13,6 +13,7 @@ use crate::domain::license::{
 use crate::domain::settings::{PolicyOverrides, Settings};
 use crate::domain::user::{Permission, Role, User};
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::secrets::Kek;
 use crate::store::{
     AuditQuery, Change, KeyRecord, KeyState, LicenseQuery, LicenseWrite, Page, Store,
@@ -142,7 +143,7 @@ pub struct SignedResponse {
 }
 
 /// What a sweep did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct SweepReport {
     pub examined: u64,
     pub expired: u64,
@@ -177,6 +178,7 @@ pub struct ControlPlane {
     kek: Kek,
     signer: RwLock<Arc<Signer>>,
     issuer: String,
+    metrics: Metrics,
 }
 
 /// The root's certificate for a signing key, valid for `SIGNING_CERT_DAYS`.
@@ -299,6 +301,7 @@ impl ControlPlane {
             kek,
             signer: RwLock::new(Arc::new(signer)),
             issuer,
+            metrics: Metrics::new(),
         })
     }
 
@@ -389,6 +392,69 @@ impl ControlPlane {
 
     pub fn store(&self) -> &dyn Store {
         self.store.as_ref()
+    }
+
+    /// The metrics handle: the HTTP layer records device outcomes and latency
+    /// into it; [`Self::sweep`] records its results, whoever runs it.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The metrics in the Prometheus text format. The license-state gauge is
+    /// recounted from the store when its cached count is older than
+    /// [`crate::metrics::LICENSE_COUNT_TTL_SECS`]; a failed count is logged and
+    /// the last one kept, so a store problem does not blank every other series.
+    pub async fn metrics_text(&self) -> String {
+        let now = self.now();
+        if self.metrics.license_counts_stale(now) {
+            match self.store.count_by_state().await {
+                Ok(counts) => self.metrics.set_license_counts(now, &counts),
+                Err(e) => tracing::error!(error = %e, "counting licenses by state failed"),
+            }
+        }
+        self.metrics.encode()
+    }
+
+    /// Readiness (`GET /readyz`): the store answers a read, its last flush
+    /// succeeded, and the active signing key's certificate chain verifies now
+    /// against the store's own roots. `Err` carries the reason, for the operator.
+    pub async fn readiness(&self) -> std::result::Result<(), String> {
+        self.store
+            .health()
+            .await
+            .map_err(|_| "the store cannot make writes durable (a flush failed)".to_owned())?;
+        let records = self
+            .store
+            .keys()
+            .await
+            .map_err(|_| "the store does not answer reads".to_owned())?;
+        let active = records
+            .iter()
+            .filter(|k| k.role == KeyRole::Signing && k.state == KeyState::Active)
+            .max_by_key(|k| k.activated_at)
+            .ok_or_else(|| "no active signing key".to_owned())?;
+        let roots = records
+            .iter()
+            .filter(|k| k.role == KeyRole::Root && k.state != KeyState::Revoked)
+            .filter_map(|k| PublicKey::from_b64(k.sealed.public_b64()).ok());
+        let mut trust = keys::TrustStore::new(roots);
+        for revoked in records.iter().filter(|k| k.state == KeyState::Revoked) {
+            trust.revoke(keys::Kid::new(revoked.kid.clone()));
+        }
+        let chain: Vec<&str> = active.chain.iter().map(String::as_str).collect();
+        let certified = trust.verify_chain_at(&chain, self.now()).map_err(|e| {
+            format!(
+                "the active signing key {} has no valid certificate: {e}",
+                active.kid
+            )
+        })?;
+        if certified.key().to_b64() != active.sealed.public_b64() {
+            return Err(format!(
+                "the certificate of the active signing key {} certifies another key",
+                active.kid
+            ));
+        }
+        Ok(())
     }
 
     /// The user a bearer API token belongs to.
@@ -732,6 +798,17 @@ impl ControlPlane {
     /// subscription past its end suspends. Each transition is its own audited
     /// commit; a second sweep at the same time finds nothing to do and writes nothing.
     pub async fn sweep(&self, actor: &Actor) -> Result<SweepReport> {
+        let result = self.sweep_all(actor).await;
+        match &result {
+            Ok(report) => self
+                .metrics
+                .record_sweep(report.expired, report.suspended, self.now()),
+            Err(_) => self.metrics.record_sweep_failure(),
+        }
+        result
+    }
+
+    async fn sweep_all(&self, actor: &Actor) -> Result<SweepReport> {
         let mut report = SweepReport::default();
         let mut after = None;
         loop {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 pub const DAY: i64 = 86_400;
 
 /// How a presented fingerprint is compared with the bound one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "mode", rename_all = "snake_case")]
 pub enum FingerprintPolicy {
     /// Every bound component must be present with the same value.
@@ -45,7 +45,7 @@ impl FingerprintPolicy {
 }
 
 /// The fleet-wide settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// How long an appliance runs without a successful heartbeat.
@@ -105,7 +105,7 @@ impl Settings {
 }
 
 /// Per-license overrides of the settings, fixed at issue time.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]

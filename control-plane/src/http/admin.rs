@@ -1,28 +1,39 @@
 //! Settings, audit, users, public keys and health.
 
 use super::AppState;
-use super::error::ApiResult;
+use super::error::{ApiResult, ErrorBody};
 use super::extract::{Authorized, CanManage, Json, Query, StaffRead};
 use super::wire::*;
 use crate::domain::settings::Settings;
 use crate::error::Error;
 use crate::store::AuditQuery;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/settings", get(get_settings).put(put_settings))
-        .route("/audit", get(audit))
-        .route("/users", get(users).post(create_user))
-        .route("/.well-known/jwks.json", get(jwks))
-        .route("/.well-known/licensing-trust.json", get(trust))
-        .route("/healthz", get(healthz))
+/// One `routes!` per path: `OpenApiRouter` registers each handler in the
+/// router and in the OpenAPI document at once.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_settings, put_settings))
+        .routes(routes!(audit))
+        .routes(routes!(users, create_user))
+        .routes(routes!(jwks))
+        .routes(routes!(trust))
+        .routes(routes!(healthz))
 }
 
+/// The fleet-wide settings.
+#[utoipa::path(
+    get, path = "/settings", tag = "settings",
+    security(("api_token" = [])),
+    responses(
+        (status = 200, description = "The settings", body = Settings),
+        (status = 401, description = "No valid API token", body = ErrorBody),
+        (status = 403, description = "Not staff with license.read", body = ErrorBody),
+    )
+)]
 async fn get_settings(
     State(state): State<AppState>,
     _: Authorized<StaffRead>,
@@ -30,6 +41,20 @@ async fn get_settings(
     Ok(axum::Json(state.cp.settings().await?))
 }
 
+/// Replaces the fleet-wide settings (audited as settings.update).
+#[utoipa::path(
+    put, path = "/settings", tag = "settings",
+    security(("api_token" = [])),
+    request_body = Settings,
+    responses(
+        (status = 200, description = "The new settings", body = Settings),
+        (status = 400, description = "Invalid or out-of-bounds settings", body = ErrorBody),
+        (status = 401, description = "No valid API token", body = ErrorBody),
+        (status = 403, description = "Lacks signing.manage", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+    )
+)]
 async fn put_settings(
     State(state): State<AppState>,
     auth: Authorized<CanManage>,
@@ -42,11 +67,22 @@ async fn put_settings(
 
 /// The audit log. Staff with license.read may read the records of one target
 /// (`?target=lic_...`); the whole log needs signing.manage.
+#[utoipa::path(
+    get, path = "/audit", tag = "audit",
+    security(("api_token" = [])),
+    params(AuditListQuery),
+    responses(
+        (status = 200, description = "A page of audit records, oldest first", body = AuditPage),
+        (status = 400, description = "Invalid time, cursor or limit", body = ErrorBody),
+        (status = 401, description = "No valid API token", body = ErrorBody),
+        (status = 403, description = "Lacks license.read, or signing.manage beyond one license", body = ErrorBody),
+    )
+)]
 async fn audit(
     State(state): State<AppState>,
     auth: Authorized<StaffRead>,
     Query(query): Query<AuditListQuery>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<AuditPage>> {
     // license.read covers the audit of one license (DESIGN.md "Roles"); every
     // other view of the log (settings, users, keys, the whole log) needs
     // signing.manage.
@@ -84,22 +120,22 @@ async fn audit(
             limit,
         })
         .await?;
-    let items: Vec<Value> = page
-        .items
-        .iter()
-        .map(|r| {
-            json!({
-                "seq": r.seq, "at": WireTime(r.at), "action": r.event.action, "target": r.event.target,
-                "actor_id": r.event.actor_id, "actor_name": r.event.actor_name, "ip": r.event.ip,
-                "metadata": r.event.metadata, "prev_hash": r.prev_hash, "hash": r.hash,
-            })
-        })
-        .collect();
-    Ok(axum::Json(
-        json!({"items": items, "next_cursor": page.next}),
-    ))
+    Ok(axum::Json(AuditPage {
+        items: page.items.iter().map(AuditItem::from).collect(),
+        next_cursor: page.next,
+    }))
 }
 
+/// Every user.
+#[utoipa::path(
+    get, path = "/users", tag = "users",
+    security(("api_token" = [])),
+    responses(
+        (status = 200, description = "The users", body = Vec<UserView>),
+        (status = 401, description = "No valid API token", body = ErrorBody),
+        (status = 403, description = "Lacks signing.manage", body = ErrorBody),
+    )
+)]
 async fn users(
     State(state): State<AppState>,
     _: Authorized<CanManage>,
@@ -109,34 +145,73 @@ async fn users(
     ))
 }
 
+/// Creates a user; its API token is shown once.
+#[utoipa::path(
+    post, path = "/users", tag = "users",
+    security(("api_token" = [])),
+    request_body = CreateUserBody,
+    responses(
+        (status = 201, description = "Created (user.create)", body = CreatedUser),
+        (status = 400, description = "Invalid body", body = ErrorBody),
+        (status = 401, description = "No valid API token", body = ErrorBody),
+        (status = 403, description = "Lacks signing.manage", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+    )
+)]
 async fn create_user(
     State(state): State<AppState>,
     auth: Authorized<CanManage>,
     Json(body): Json<CreateUserBody>,
-) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+) -> ApiResult<(StatusCode, axum::Json<CreatedUser>)> {
     let (user, token) = state
         .cp
         .create_user(&auth.actor, &body.name, body.role, body.customer)
         .await?;
     Ok((
         StatusCode::CREATED,
-        axum::Json(json!({
-            "user": UserView::from(&user),
-            "token": token.expose(),
-            "note": "the API token is shown once; store it now",
-        })),
+        axum::Json(CreatedUser {
+            user: UserView::from(&user),
+            token: token.expose().to_owned(),
+            note: "the API token is shown once; store it now".to_owned(),
+        }),
     ))
 }
 
+/// The public keys (roots and signing keys not revoked) as a JWKS, so any JOSE
+/// library verifies a lease (DESIGN.md "Public verification").
+#[utoipa::path(
+    get, path = "/.well-known/jwks.json", tag = "public",
+    responses(
+        (status = 200, description = "A JSON Web Key Set (RFC 7517)", body = Object),
+    )
+)]
 async fn jwks(State(state): State<AppState>) -> ApiResult<axum::Json<keys::Jwks>> {
     Ok(axum::Json(state.cp.jwks().await?))
 }
 
+/// The trust file appliances pin: the root keys and the revoked kids.
+#[utoipa::path(
+    get, path = "/.well-known/licensing-trust.json", tag = "public",
+    responses(
+        (status = 200, description = "The trust file (docs/token-format.md)", body = Object),
+    )
+)]
 async fn trust(State(state): State<AppState>) -> ApiResult<axum::Json<keys::TrustFile>> {
     Ok(axum::Json(state.cp.trust_file().await?))
 }
 
-async fn healthz(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
+/// Liveness: the process answers and its store can still make writes durable.
+#[utoipa::path(
+    get, path = "/healthz", tag = "public",
+    responses(
+        (status = 200, description = "Alive", body = StatusBody, example = json!({"status": "ok"})),
+        (status = 500, description = "The store cannot make writes durable", body = ErrorBody),
+    )
+)]
+async fn healthz(State(state): State<AppState>) -> ApiResult<axum::Json<StatusBody>> {
     state.cp.store().health().await?;
-    Ok(axum::Json(json!({"status": "ok"})))
+    Ok(axum::Json(StatusBody {
+        status: "ok".to_owned(),
+    }))
 }

@@ -13,6 +13,7 @@
 //! | `KeyState` | 409 | `invalid_key_state` |
 //! | payload too large | 413 | `payload_too_large` |
 //! | wrong content type | 415 | `unsupported_media_type` |
+//! | not ready (`/readyz`) | 503 | `not_ready` |
 //! | `Store`, `Internal` | 500 | `internal` (details go to the log only) |
 
 use crate::error::Error;
@@ -28,10 +29,16 @@ pub struct ApiError {
     pub message: String,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: &'a str,
-    message: &'a str,
+/// The body of every error answer (except signed denials, see
+/// `keys::proto::DenialResponse`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// A stable machine-readable code (`bad_request`, `unauthenticated`, ...).
+    #[schema(example = "not_found")]
+    pub error: String,
+    /// A human-readable explanation.
+    #[schema(example = "no such route")]
+    pub message: String,
 }
 
 impl ApiError {
@@ -70,9 +77,9 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
-            error: self.code,
-            message: &self.message,
+        let body = ErrorBody {
+            error: self.code.to_owned(),
+            message: self.message,
         };
         (self.status, Json(body)).into_response()
     }

@@ -2,7 +2,7 @@
 //! appliance endpoints (activate, heartbeat).
 
 use super::AppState;
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{
     Authorized, CanIssue, CanRead, CanReveal, CanRevoke, Json, OptionalJson, Path, Query, bearer,
     client_ip,
@@ -10,57 +10,61 @@ use super::extract::{
 use super::wire::*;
 use crate::domain::ids::LicenseId;
 use crate::domain::license::Status;
-use crate::domain::user::Role;
 use crate::error::Error;
-use crate::service::{DeviceOutcome, IssueRequest, Rebind};
+use crate::metrics::{DeviceCall, DeviceResult};
+use crate::service::{DeviceOutcome, IssueRequest, Rebind, SweepReport};
 use crate::store::LicenseQuery;
-use axum::Router;
 use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use keys::DenialReason;
-use keys::proto::DeviceRequest;
-use serde_json::{Value, json};
+use keys::proto::{DeviceRequest, RequestKind};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/licenses", get(list).post(issue))
-        .route("/licenses/health/sweep", post(sweep))
-        .route("/licenses/{id}", get(show))
-        .route("/licenses/{id}/activate", post(device))
-        .route("/licenses/{id}/heartbeat", post(device))
-        .route(
-            "/licenses/{id}/offline-activation",
-            post(offline_activation),
-        )
-        .route("/licenses/{id}/revoke", post(revoke))
-        .route("/licenses/{id}/reinstate", post(reinstate))
-        .route("/licenses/{id}/rebind", post(rebind))
-        .route("/licenses/{id}/regenerate", post(regenerate))
-        .route("/licenses/{id}/reveal", post(reveal))
-        .route("/licenses/{id}/suspend", post(suspend))
-        .route("/licenses/{id}/restore", post(restore))
+/// One `routes!` per path: `OpenApiRouter` registers each handler in the
+/// router and in the OpenAPI document at once.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, issue))
+        .routes(routes!(sweep))
+        .routes(routes!(show))
+        .routes(routes!(activate))
+        .routes(routes!(heartbeat))
+        .routes(routes!(offline_activation))
+        .routes(routes!(revoke))
+        .routes(routes!(reinstate))
+        .routes(routes!(rebind))
+        .routes(routes!(regenerate))
+        .routes(routes!(reveal))
+        .routes(routes!(suspend))
+        .routes(routes!(restore))
 }
 
 fn license_id(text: &str) -> ApiResult<LicenseId> {
     LicenseId::parse(text).ok_or_else(|| Error::NotFound("license").into())
 }
 
-fn view(license: &crate::domain::license::License, role: Option<Role>) -> Value {
-    if role == Some(Role::Customer) {
-        json!(CustomerLicenseView::from(license))
-    } else {
-        json!(LicenseView::from(license))
-    }
-}
-
+/// Issues a license; its key is shown once.
+#[utoipa::path(
+    post, path = "/licenses", tag = "licenses",
+    security(("api_token" = [])),
+    request_body = IssueBody,
+    responses(
+        (status = 201, description = "Issued (license.issue)", body = LicenseWithKey),
+        (status = 400, description = "Invalid body", body = ErrorBody),
+        (status = 401, description = "No valid API token", body = ErrorBody),
+        (status = 403, description = "Lacks license.issue", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+    )
+)]
 async fn issue(
     State(state): State<AppState>,
     auth: Authorized<CanIssue>,
     Json(body): Json<IssueBody>,
-) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+) -> ApiResult<(StatusCode, axum::Json<LicenseWithKey>)> {
     let (license, key) = state
         .cp
         .issue(
@@ -75,19 +79,31 @@ async fn issue(
         .await?;
     Ok((
         StatusCode::CREATED,
-        axum::Json(json!({
-            "license": LicenseView::from(&license),
-            "license_key": key.expose(),
-            "note": "the license key is shown once; store it now",
-        })),
+        axum::Json(LicenseWithKey {
+            license: LicenseView::from(&license),
+            license_key: key.expose().to_owned(),
+            note: "the license key is shown once; store it now".to_owned(),
+        }),
     ))
 }
 
+/// Lists licenses, by id; a customer login sees only its own, in the customer view.
+#[utoipa::path(
+    get, path = "/licenses", tag = "licenses",
+    security(("api_token" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of licenses", body = LicensePage),
+        (status = 400, description = "Invalid filter, cursor or limit", body = ErrorBody),
+        (status = 401, description = "No valid API token", body = ErrorBody),
+        (status = 403, description = "Lacks license.read", body = ErrorBody),
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     auth: Authorized<CanRead>,
     Query(query): Query<ListQuery>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<LicensePage>> {
     let status = match query.status.as_deref() {
         None | Some("") => None,
         Some(text) => Some(Status::parse(text).ok_or_else(|| {
@@ -118,26 +134,53 @@ async fn list(
             },
         )
         .await?;
-    let items: Vec<Value> = page
-        .items
-        .iter()
-        .map(|l| view(l, auth.actor.role))
-        .collect();
-    Ok(axum::Json(
-        json!({"items": items, "next_cursor": page.next}),
-    ))
+    Ok(axum::Json(LicensePage {
+        items: page
+            .items
+            .iter()
+            .map(|l| LicenseItem::of(l, auth.actor.role))
+            .collect(),
+        next_cursor: page.next.map(|id| id.to_string()),
+    }))
 }
 
+/// One license; a customer login sees only its own, in the customer view.
+#[utoipa::path(
+    get, path = "/licenses/{id}", tag = "licenses",
+    security(("api_token" = [])),
+    params(("id" = String, Path, description = "The license id (`lic_...`)")),
+    responses(
+        (status = 200, description = "The license", body = LicenseItem),
+        (status = 401, description = "No valid API token", body = ErrorBody),
+        (status = 403, description = "Lacks license.read", body = ErrorBody),
+        (status = 404, description = "No such license (or not the customer's)", body = ErrorBody),
+    )
+)]
 async fn show(
     State(state): State<AppState>,
     auth: Authorized<CanRead>,
     Path(id): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<LicenseItem>> {
     let id = license_id(&id)?;
     let license = state.cp.license(&auth.actor, &id).await?;
-    Ok(axum::Json(view(&license, auth.actor.role)))
+    Ok(axum::Json(LicenseItem::of(&license, auth.actor.role)))
 }
 
+/// Revokes with grace days (the default grace when the body is empty or omits them): active -> grace, or -> expired with 0.
+#[utoipa::path(
+    post, path = "/licenses/{id}/revoke", tag = "licenses",
+    security(("api_token" = [])),
+    params(("id" = String, Path, description = "The license id (`lic_...`)")),
+    request_body(content = Option<RevokeBody>, description = "Optional"),
+    responses(
+        (status = 200, description = "The license after the action", body = LicenseView),
+        (status = 400, description = "Invalid body", body = ErrorBody),
+        (status = 401, description = "No valid API token", body = ErrorBody),
+        (status = 403, description = "Lacks license.revoke", body = ErrorBody),
+        (status = 404, description = "No such license", body = ErrorBody),
+        (status = 409, description = "Not allowed in the license's state", body = ErrorBody),
+    )
+)]
 async fn revoke(
     State(state): State<AppState>,
     auth: Authorized<CanRevoke>,
@@ -151,6 +194,19 @@ async fn revoke(
     Ok(axum::Json(LicenseView::from(&license)))
 }
 
+/// Reinstates a license in grace or expired: -> active.
+#[utoipa::path(
+    post, path = "/licenses/{id}/reinstate", tag = "licenses",
+    security(("api_token" = [])),
+    params(("id" = String, Path, description = "The license id (`lic_...`)")),
+    responses(
+        (status = 200, description = "The license after the action", body = LicenseView),
+        (status = 401, description = "No valid API token", body = ErrorBody),
+        (status = 403, description = "Lacks license.revoke", body = ErrorBody),
+        (status = 404, description = "No such license", body = ErrorBody),
+        (status = 409, description = "Not allowed in the license's state", body = ErrorBody),
+    )
+)]
 async fn reinstate(
     State(state): State<AppState>,
     auth: Authorized<CanRevoke>,
@@ -160,6 +216,19 @@ async fn reinstate(
     Ok(axum::Json(LicenseView::from(&license)))
 }
 
+/// Suspends a license whose subscription lapsed: -> suspended.
+#[utoipa::path(
+    post, path = "/licenses/{id}/suspend", tag = "licenses",
+    security(("api_token" = [])),
+    params(("id" = String, Path, description = "The license id (`lic_...`)")),
+    responses(
+        (status = 200, description = "The license after the action", body = LicenseView),
+        (status = 401, description = "No valid API token", body = ErrorBody),
+        (status = 403, description = "Lacks license.revoke", body = ErrorBody),
+        (status = 404, description = "No such license", body = ErrorBody),
+        (status = 409, description = "Not allowed in the license's state", body = ErrorBody),
+    )
+)]
 async fn suspend(
     State(state): State<AppState>,
     auth: Authorized<CanRevoke>,
@@ -169,6 +238,21 @@ async fn suspend(
     Ok(axum::Json(LicenseView::from(&license)))
 }
 
+/// Restores a suspended license (optionally with a new subscription end): -> active.
+#[utoipa::path(
+    post, path = "/licenses/{id}/restore", tag = "licenses",
+    security(("api_token" = [])),
+    params(("id" = String, Path, description = "The license id (`lic_...`)")),
+    request_body(content = Option<RestoreBody>, description = "Optional"),
+    responses(
+        (status = 200, description = "The license after the action", body = LicenseView),
+        (status = 400, description = "Invalid body", body = ErrorBody),
+        (status = 401, description = "No valid API token", body = ErrorBody),
+        (status = 403, description = "Lacks license.revoke", body = ErrorBody),
+        (status = 404, description = "No such license", body = ErrorBody),
+        (status = 409, description = "Not allowed in the license's state", body = ErrorBody),
+    )
+)]
 async fn restore(
     State(state): State<AppState>,
     auth: Authorized<CanRevoke>,
@@ -186,6 +270,23 @@ async fn restore(
     Ok(axum::Json(LicenseView::from(&license)))
 }
 
+/// Moves the binding to new hardware (or unbinds); the old box is denied `rebound`.
+#[utoipa::path(
+    post, path = "/licenses/{id}/rebind", tag = "licenses",
+    security(("api_token" = [])),
+    params(("id" = String, Path, description = "The license id (`lic_...`)")),
+    request_body = RebindBody,
+    responses(
+        (status = 200, description = "The license after the action", body = LicenseView),
+        (status = 400, description = "Invalid body", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 401, description = "No valid API token", body = ErrorBody),
+        (status = 403, description = "Lacks license.revoke", body = ErrorBody),
+        (status = 404, description = "No such license", body = ErrorBody),
+        (status = 409, description = "Not allowed in the license's state", body = ErrorBody),
+    )
+)]
 async fn rebind(
     State(state): State<AppState>,
     auth: Authorized<CanRevoke>,
@@ -205,49 +306,122 @@ async fn rebind(
     Ok(axum::Json(LicenseView::from(&license)))
 }
 
+/// Replaces a leaked license key; the new key is shown once and the old one is
+/// answered 401 with a signed `invalid_key` denial at once.
+#[utoipa::path(
+    post, path = "/licenses/{id}/regenerate", tag = "licenses",
+    security(("api_token" = [])),
+    params(("id" = String, Path, description = "The license id (`lic_...`)")),
+    responses(
+        (status = 200, description = "The license and its new key", body = LicenseWithKey),
+        (status = 401, description = "No valid API token", body = ErrorBody),
+        (status = 403, description = "Lacks license.revoke", body = ErrorBody),
+        (status = 404, description = "No such license", body = ErrorBody),
+        (status = 409, description = "A concurrent change won", body = ErrorBody),
+    )
+)]
 async fn regenerate(
     State(state): State<AppState>,
     auth: Authorized<CanRevoke>,
     Path(id): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<LicenseWithKey>> {
     let (license, key) = state.cp.regenerate(&auth.actor, &license_id(&id)?).await?;
-    Ok(axum::Json(json!({
-        "license": LicenseView::from(&license),
-        "license_key": key.expose(),
-        "note": "the new license key is shown once; the old one no longer works",
-    })))
+    Ok(axum::Json(LicenseWithKey {
+        license: LicenseView::from(&license),
+        license_key: key.expose().to_owned(),
+        note: "the new license key is shown once; the old one no longer works".to_owned(),
+    }))
 }
 
+/// Shows a license key in plaintext (audited as license.reveal).
+#[utoipa::path(
+    post, path = "/licenses/{id}/reveal", tag = "licenses",
+    security(("api_token" = [])),
+    params(("id" = String, Path, description = "The license id (`lic_...`)")),
+    responses(
+        (status = 200, description = "The license key", body = RevealedKey),
+        (status = 401, description = "No valid API token", body = ErrorBody),
+        (status = 403, description = "Lacks license.reveal", body = ErrorBody),
+        (status = 404, description = "No such license", body = ErrorBody),
+    )
+)]
 async fn reveal(
     State(state): State<AppState>,
     auth: Authorized<CanReveal>,
     Path(id): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<RevealedKey>> {
     let key = state.cp.reveal(&auth.actor, &license_id(&id)?).await?;
-    Ok(axum::Json(json!({"license_key": key.expose()})))
+    Ok(axum::Json(RevealedKey {
+        license_key: key.expose().to_owned(),
+    }))
 }
 
+/// Runs the health sweep now (it also runs on a timer): grace past its end
+/// expires, a subscription past its end suspends. Idempotent.
+#[utoipa::path(
+    post, path = "/licenses/health/sweep", tag = "licenses",
+    security(("api_token" = [])),
+    responses(
+        (status = 200, description = "What the sweep did", body = SweepReport),
+        (status = 401, description = "No valid API token", body = ErrorBody),
+        (status = 403, description = "Lacks license.revoke", body = ErrorBody),
+    )
+)]
 async fn sweep(
     State(state): State<AppState>,
     auth: Authorized<CanRevoke>,
-) -> ApiResult<axum::Json<Value>> {
-    let report = state.cp.sweep(&auth.actor).await?;
-    Ok(axum::Json(json!(report)))
+) -> ApiResult<axum::Json<SweepReport>> {
+    Ok(axum::Json(state.cp.sweep(&auth.actor).await?))
 }
 
 /// Air-gapped activation: the operator posts the box's activation request and
 /// gets the response file to carry back (license.issue).
+#[utoipa::path(
+    post, path = "/licenses/{id}/offline-activation", tag = "licenses",
+    security(("api_token" = [])),
+    params(("id" = String, Path, description = "The license id (`lic_...`)")),
+    request_body = DeviceRequestSchema,
+    responses(
+        (status = 200, description = "A lease with the air-gap window", body = LeaseResponseSchema),
+        (status = 400, description = "Not a valid activation request for this license", body = ErrorBody),
+        (status = 401, description = "No valid API token", body = ErrorBody),
+        (status = 403, description = "Lacks license.issue (error), or a signed denial", body = DenialOrError),
+        (status = 404, description = "No such license", body = ErrorBody),
+        (status = 409, description = "Suspected clone, or a concurrent change won", body = ErrorBody),
+    )
+)]
 async fn offline_activation(
     State(state): State<AppState>,
     auth: Authorized<CanIssue>,
     Path(id): Path<String>,
     Json(request): Json<DeviceRequest>,
 ) -> ApiResult<Response> {
-    let outcome = state
-        .cp
-        .offline_activation(&auth.actor, &license_id(&id)?, &request)
-        .await?;
-    Ok(device_response(outcome))
+    let outcome = match license_id(&id) {
+        Ok(id) => {
+            state
+                .cp
+                .offline_activation(&auth.actor, &id, &request)
+                .await
+        }
+        Err(e) => {
+            record(&state, DeviceCall::Activation, None);
+            return Err(e);
+        }
+    };
+    record(&state, DeviceCall::Activation, Some(&outcome));
+    Ok(device_response(outcome?))
+}
+
+/// Counts what became of a device request; `None`: refused before the service
+/// was asked.
+fn record(state: &AppState, call: DeviceCall, outcome: Option<&Result<DeviceOutcome, Error>>) {
+    let result = match outcome {
+        Some(Ok(DeviceOutcome::Lease(_))) => DeviceResult::Lease,
+        Some(Ok(DeviceOutcome::Denied { reason, .. })) => DeviceResult::Denial(*reason),
+        Some(Err(Error::CloneSuspected(_))) => DeviceResult::CloneSuspected,
+        Some(Err(_)) | None => DeviceResult::Refused,
+    };
+    state.cp.metrics().record_device(call, result);
 }
 
 /// The appliance's credential: its license key as a bearer token, and its address.
@@ -271,28 +445,84 @@ impl FromRequestParts<AppState> for ApplianceCaller {
     }
 }
 
-/// Activation and heartbeat share one handler: the request body says which.
-async fn device(
+/// Binds the license to this box (fingerprint and device key) and answers
+/// with its first lease.
+#[utoipa::path(
+    post, path = "/licenses/{id}/activate", tag = "appliance",
+    security(("license_key" = [])),
+    params(("id" = String, Path, description = "The license id (`lic_...`)")),
+    request_body = DeviceRequestSchema,
+    responses(
+        (status = 200, description = "A lease", body = LeaseResponseSchema),
+        (status = 400, description = "Malformed request, or its kind is not `activate`", body = ErrorBody),
+        (status = 401, description = "Bad key or signature (unsigned error), or a superseded key from the bound box (signed `invalid_key` denial)", body = DenialOrError),
+        (status = 403, description = "A signed denial (expired, suspended, rebound...)", body = DenialResponseSchema),
+        (status = 409, description = "Suspected clone, or a concurrent change won", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+    )
+)]
+async fn activate(
     State(state): State<AppState>,
     caller: ApplianceCaller,
     Path(id): Path<String>,
-    uri: axum::http::Uri,
     Json(request): Json<DeviceRequest>,
 ) -> ApiResult<Response> {
-    let id = LicenseId::parse(&id).ok_or(Error::Unauthenticated)?;
-    let expected = if uri.path().ends_with("/activate") {
-        keys::proto::RequestKind::Activate
-    } else {
-        keys::proto::RequestKind::Heartbeat
+    device(state, caller, id, RequestKind::Activate, request).await
+}
+
+/// Renews the lease every heartbeat interval; a license that may no longer
+/// run gets a signed denial.
+#[utoipa::path(
+    post, path = "/licenses/{id}/heartbeat", tag = "appliance",
+    security(("license_key" = [])),
+    params(("id" = String, Path, description = "The license id (`lic_...`)")),
+    request_body = DeviceRequestSchema,
+    responses(
+        (status = 200, description = "A fresh lease", body = LeaseResponseSchema),
+        (status = 400, description = "Malformed request, or its kind is not `heartbeat`", body = ErrorBody),
+        (status = 401, description = "Bad key or signature (unsigned error), or a superseded key from the bound box (signed `invalid_key` denial)", body = DenialOrError),
+        (status = 403, description = "A signed denial (revoked, expired, suspended, rebound, not_activated)", body = DenialResponseSchema),
+        (status = 409, description = "Suspected clone, or a concurrent change won", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+    )
+)]
+async fn heartbeat(
+    State(state): State<AppState>,
+    caller: ApplianceCaller,
+    Path(id): Path<String>,
+    Json(request): Json<DeviceRequest>,
+) -> ApiResult<Response> {
+    device(state, caller, id, RequestKind::Heartbeat, request).await
+}
+
+/// Activation and heartbeat: the endpoint says which kind of request it expects.
+async fn device(
+    state: AppState,
+    caller: ApplianceCaller,
+    id: String,
+    expected: RequestKind,
+    request: DeviceRequest,
+) -> ApiResult<Response> {
+    let call = match expected {
+        RequestKind::Activate => DeviceCall::Activation,
+        RequestKind::Heartbeat => DeviceCall::Heartbeat,
+    };
+    let Some(id) = LicenseId::parse(&id) else {
+        record(&state, call, None);
+        return Err(Error::Unauthenticated.into());
     };
     if request.kind != expected {
+        record(&state, call, None);
         return Err(Error::bad_request("the request kind does not match the endpoint").into());
     }
     let outcome = state
         .cp
         .device_request(&id, &caller.key, &request, &caller.ip)
-        .await?;
-    Ok(device_response(outcome))
+        .await;
+    record(&state, call, Some(&outcome));
+    Ok(device_response(outcome?))
 }
 
 /// A lease (200) or a signed denial (401 for `invalid_key`, 403 otherwise).

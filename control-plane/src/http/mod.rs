@@ -1,11 +1,18 @@
 //! The HTTP skin: the only module that knows axum and wire types. Each resource
-//! module exposes `router()`; [`router`] assembles them with the body limit,
-//! timeout and JSON fallbacks, and [`serve`] binds it to a listener.
+//! module exposes `router()`, a `utoipa_axum` `OpenApiRouter` whose routes are
+//! registered with `routes!` from their `#[utoipa::path]` annotations: that is
+//! the only way a route is added (the `tidy` test refuses `.route(` here), so
+//! the OpenAPI document ([`openapi`], served at `/openapi.json`) lists exactly
+//! what is routed. [`router_with`] assembles them with the rate limits, body
+//! limit, timeout, latency metrics and JSON fallbacks; [`serve`] (plain HTTP)
+//! and [`tls::serve_tls`] bind it to a listener.
 
 pub mod admin;
 pub mod error;
 pub mod extract;
 pub mod licenses;
+pub mod observe;
+pub mod openapi;
 pub mod rate_limit;
 pub mod signing;
 pub mod tls;
@@ -20,6 +27,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tower_http::timeout::TimeoutLayer;
+use utoipa_axum::router::OpenApiRouter;
 
 /// Request bodies larger than this are refused with 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -54,6 +62,20 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
     router_with(cp, Options::default())
 }
 
+/// Every route, each with its OpenAPI operation.
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::frame())
+        .merge(licenses::router())
+        .merge(admin::router())
+        .merge(signing::router())
+        .merge(observe::router())
+}
+
+/// The OpenAPI document of [`router`], generated from the same registrations.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().into_openapi()
+}
+
 /// [`router`] with another request timeout (tests use a short one).
 pub fn router_with_timeout(cp: Arc<ControlPlane>, timeout: Duration) -> Router {
     router_with(
@@ -68,10 +90,9 @@ pub fn router_with_timeout(cp: Arc<ControlPlane>, timeout: Duration) -> Router {
 /// [`router`] with the given options.
 pub fn router_with(cp: Arc<ControlPlane>, options: Options) -> Router {
     let timeout = options.timeout;
-    Router::new()
-        .merge(licenses::router())
-        .merge(admin::router())
-        .merge(signing::router())
+    let metrics = cp.metrics().clone();
+    let (routes, _) = api().split_for_parts();
+    routes
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -87,13 +108,19 @@ pub fn router_with(cp: Arc<ControlPlane>, options: Options) -> Router {
             timeout,
         ))
         .layer(axum::middleware::map_response(json_timeout))
-        // Outermost but for tracing: an over-limit request costs no body read,
-        // no timeout slot and no store access.
+        // An over-limit request costs no body read, no timeout slot and no
+        // store access.
         .layer(axum::middleware::from_fn_with_state(
             rate_limit::Limiter::new(options.rate_limits),
             rate_limit::enforce,
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        // Outermost, so the latency includes every layer and the status is the
+        // one the client gets (timeouts and 429s included).
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            observe::track_latency,
+        ))
         .with_state(AppState { cp })
 }
 

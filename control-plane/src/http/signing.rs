@@ -3,54 +3,47 @@
 //! activate, retire, revoke. Every step is audited (`signing.*`).
 
 use super::AppState;
-use super::error::ApiResult;
+use super::error::{ApiResult, ErrorBody};
 use super::extract::{Authorized, CanManage, Json, OptionalJson, Path};
-use super::wire::WireTime;
-use crate::service::SigningKeyView;
-use axum::Router;
+use super::wire::{CertificateAttached, KeyStateChange, SigningKeyItem, SigningKeyList};
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/signing-keys", get(list).post(create))
-        .route("/signing-keys/{kid}/certificate", post(attach))
-        .route("/signing-keys/{kid}/activate", post(activate))
-        .route("/signing-keys/{kid}/retire", post(retire))
-        .route("/signing-keys/{kid}/revoke", post(revoke))
+/// One `routes!` per path: `OpenApiRouter` registers each handler in the
+/// router and in the OpenAPI document at once.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(attach))
+        .routes(routes!(activate))
+        .routes(routes!(retire))
+        .routes(routes!(revoke))
 }
 
-fn view(v: &SigningKeyView) -> Value {
-    let r = &v.record;
-    json!({
-        "kid": r.kid,
-        "role": r.role,
-        "state": r.state,
-        "public_key": v.public,
-        "chain": r.chain,
-        "certificate_expires_at": v.cert_expires_at.map(WireTime),
-        "created_at": WireTime(r.created_at),
-        "activated_at": r.activated_at.map(WireTime),
-        "retired_at": r.retired_at.map(WireTime),
-        "revoked_at": r.revoked_at.map(WireTime),
-        "live_leases": v.live_leases,
-    })
-}
-
+/// Every signing and root key with its state, dates and live-lease count.
+#[utoipa::path(
+    get, path = "/signing-keys", tag = "signing-keys",
+    security(("api_token" = [])),
+    responses(
+        (status = 200, description = "The keys", body = SigningKeyList),
+        (status = 401, description = "No valid API token", body = ErrorBody),
+        (status = 403, description = "Lacks signing.manage", body = ErrorBody),
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     _: Authorized<CanManage>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<SigningKeyList>> {
     let keys = state.cp.signing_keys().await?;
-    Ok(axum::Json(
-        json!({"items": keys.iter().map(view).collect::<Vec<_>>()}),
-    ))
+    Ok(axum::Json(SigningKeyList {
+        items: keys.iter().map(SigningKeyItem::from).collect(),
+    }))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     /// `online` (default): the online root certifies the new key now.
@@ -59,11 +52,25 @@ struct CreateBody {
     certify: Option<String>,
 }
 
+/// Creates a pending signing key, certified by the online root at once or
+/// (with `certify: offline`) left for `keys certify` and attach.
+#[utoipa::path(
+    post, path = "/signing-keys", tag = "signing-keys",
+    security(("api_token" = [])),
+    request_body(content = Option<CreateBody>, description = "Optional"),
+    responses(
+        (status = 201, description = "Created (signing.create)", body = SigningKeyItem),
+        (status = 400, description = "Invalid body", body = ErrorBody),
+        (status = 401, description = "No valid API token", body = ErrorBody),
+        (status = 403, description = "Lacks signing.manage", body = ErrorBody),
+        (status = 409, description = "No online root to certify with", body = ErrorBody),
+    )
+)]
 async fn create(
     State(state): State<AppState>,
     auth: Authorized<CanManage>,
     OptionalJson(body): OptionalJson<CreateBody>,
-) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+) -> ApiResult<(StatusCode, axum::Json<SigningKeyItem>)> {
     let online = match body.certify.as_deref() {
         None | Some("online") => true,
         Some("offline") => false,
@@ -75,10 +82,13 @@ async fn create(
         }
     };
     let created = state.cp.create_signing_key(&auth.actor, online).await?;
-    Ok((StatusCode::CREATED, axum::Json(view(&created))))
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(SigningKeyItem::from(&created)),
+    ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AttachBody {
     /// The certificate chain, pinned-root side first (one `keys certify` output
@@ -86,42 +96,110 @@ struct AttachBody {
     chain: Vec<String>,
 }
 
+/// Attaches the certificate chain made offline by `keys certify`.
+#[utoipa::path(
+    post, path = "/signing-keys/{kid}/certificate", tag = "signing-keys",
+    security(("api_token" = [])),
+    params(("kid" = String, Path, description = "The signing key's kid")),
+    request_body = AttachBody,
+    responses(
+        (status = 200, description = "Attached (signing.certify)", body = CertificateAttached),
+        (status = 400, description = "The chain does not verify or certifies another key", body = ErrorBody),
+        (status = 401, description = "No valid API token", body = ErrorBody),
+        (status = 403, description = "Lacks signing.manage", body = ErrorBody),
+        (status = 404, description = "No such signing key", body = ErrorBody),
+        (status = 409, description = "Not allowed in the key's state", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+    )
+)]
 async fn attach(
     State(state): State<AppState>,
     auth: Authorized<CanManage>,
     Path(kid): Path<String>,
     Json(body): Json<AttachBody>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<CertificateAttached>> {
     state
         .cp
         .attach_certificate(&auth.actor, &kid, body.chain)
         .await?;
-    Ok(axum::Json(json!({"kid": kid, "certified": true})))
+    Ok(axum::Json(CertificateAttached {
+        kid,
+        certified: true,
+    }))
 }
 
+/// Makes a certified key the one that signs new leases (the previous active key retires).
+#[utoipa::path(
+    post, path = "/signing-keys/{kid}/activate", tag = "signing-keys",
+    security(("api_token" = [])),
+    params(("kid" = String, Path, description = "The signing key's kid")),
+    responses(
+        (status = 200, description = "The key's new state (signing.activate)", body = KeyStateChange),
+        (status = 401, description = "No valid API token", body = ErrorBody),
+        (status = 403, description = "Lacks signing.manage", body = ErrorBody),
+        (status = 404, description = "No such signing key", body = ErrorBody),
+        (status = 409, description = "Not allowed in the key's state", body = ErrorBody),
+    )
+)]
 async fn activate(
     State(state): State<AppState>,
     auth: Authorized<CanManage>,
     Path(kid): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<KeyStateChange>> {
     state.cp.activate_signing_key(&auth.actor, &kid).await?;
-    Ok(axum::Json(json!({"kid": kid, "state": "active"})))
+    Ok(axum::Json(KeyStateChange {
+        kid,
+        state: "active".to_owned(),
+    }))
 }
 
+/// Stops a key signing; what it signed stays valid until it expires.
+#[utoipa::path(
+    post, path = "/signing-keys/{kid}/retire", tag = "signing-keys",
+    security(("api_token" = [])),
+    params(("kid" = String, Path, description = "The signing key's kid")),
+    responses(
+        (status = 200, description = "The key's new state (signing.retire)", body = KeyStateChange),
+        (status = 401, description = "No valid API token", body = ErrorBody),
+        (status = 403, description = "Lacks signing.manage", body = ErrorBody),
+        (status = 404, description = "No such signing key", body = ErrorBody),
+        (status = 409, description = "Not allowed in the key's state", body = ErrorBody),
+    )
+)]
 async fn retire(
     State(state): State<AppState>,
     auth: Authorized<CanManage>,
     Path(kid): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<KeyStateChange>> {
     state.cp.retire_signing_key(&auth.actor, &kid).await?;
-    Ok(axum::Json(json!({"kid": kid, "state": "retired"})))
+    Ok(axum::Json(KeyStateChange {
+        kid,
+        state: "retired".to_owned(),
+    }))
 }
 
+/// Revokes a compromised key: its kid rides on every heartbeat response as revoked.
+#[utoipa::path(
+    post, path = "/signing-keys/{kid}/revoke", tag = "signing-keys",
+    security(("api_token" = [])),
+    params(("kid" = String, Path, description = "The signing key's kid")),
+    responses(
+        (status = 200, description = "The key's new state (signing.revoke)", body = KeyStateChange),
+        (status = 401, description = "No valid API token", body = ErrorBody),
+        (status = 403, description = "Lacks signing.manage", body = ErrorBody),
+        (status = 404, description = "No such signing key", body = ErrorBody),
+        (status = 409, description = "Not allowed in the key's state", body = ErrorBody),
+    )
+)]
 async fn revoke(
     State(state): State<AppState>,
     auth: Authorized<CanManage>,
     Path(kid): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<KeyStateChange>> {
     state.cp.revoke_signing_key(&auth.actor, &kid).await?;
-    Ok(axum::Json(json!({"kid": kid, "state": "revoked"})))
+    Ok(axum::Json(KeyStateChange {
+        kid,
+        state: "revoked".to_owned(),
+    }))
 }

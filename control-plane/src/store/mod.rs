@@ -32,7 +32,7 @@ pub struct LicenseWrite {
 }
 
 /// The lifecycle state of a signing or root key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyState {
     /// Created, not signing yet (it may still await its certificate).
@@ -118,6 +118,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn is_initialized(&self) -> Result<bool>;
     async fn license(&self, id: &LicenseId) -> Result<Option<License>>;
     async fn licenses(&self, query: &LicenseQuery) -> Result<Page<License, LicenseId>>;
+    /// How many licenses are in each state (states with none may be absent).
+    /// Reads every license: callers cache the answer (the metrics gauge does).
+    async fn count_by_state(&self) -> Result<std::collections::HashMap<Status, u64>>;
     async fn user(&self, id: &UserId) -> Result<Option<User>>;
     async fn user_by_token(&self, digest: &SecretDigest) -> Result<Option<User>>;
     async fn users(&self) -> Result<Vec<User>>;

@@ -16,7 +16,7 @@ use super::group_commit::GroupCommit;
 use super::{AuditQuery, Change, KeyRecord, LicenseQuery, Page, SCHEMA_VERSION, Store};
 use crate::domain::audit::{AuditRecord, ChainHead};
 use crate::domain::ids::{LicenseId, SecretDigest, UserId};
-use crate::domain::license::License;
+use crate::domain::license::{License, Status};
 use crate::domain::settings::Settings;
 use crate::domain::user::User;
 use crate::error::{Error, Result};
@@ -277,6 +277,16 @@ impl Store for SledStore {
             items.push(license);
         }
         Ok(Page { items, next })
+    }
+
+    async fn count_by_state(&self) -> Result<std::collections::HashMap<Status, u64>> {
+        let mut counts = std::collections::HashMap::new();
+        for entry in self.licenses.iter() {
+            let (_, value) = entry.map_err(store_err)?;
+            let license: License = decode(&value)?;
+            *counts.entry(license.state.status()).or_insert(0) += 1;
+        }
+        Ok(counts)
     }
 
     async fn user(&self, id: &UserId) -> Result<Option<User>> {

@@ -9,6 +9,11 @@
 //! - `rate_limits`: activations per IP, heartbeats per license, failed authentications per IP.
 //! - `permissions`: every route × every kind of caller → the exact status.
 //! - `sweep`: a mixed fleet swept twice: exact transitions, then nothing.
+//! - `openapi`: the generated OpenAPI document matches docs/openapi.json and
+//!   lists exactly the routes the router serves.
+//! - `observability`: `/metrics` moves with heartbeats, clones, revokes and
+//!   sweeps; `/readyz` tells ready from not ready.
+//! - `tidy`: no route is added outside `OpenApiRouter` (so none escapes the document).
 //! - `secrets_at_rest`: no secret appears in plaintext in the data directory.
 //! - `tls`: HTTPS with a pinned CA, certificate reload on SIGHUP, plain HTTP refused off loopback.
 //! - `durability`: the real binary killed with SIGKILL under load loses nothing acknowledged.
@@ -18,10 +23,13 @@
 mod admin_cli;
 mod cli;
 mod durability;
+mod observability;
+mod openapi;
 mod permissions;
 mod rate_limits;
 mod routes;
 mod secrets_at_rest;
 mod support;
 mod sweep;
+mod tidy;
 mod tls;

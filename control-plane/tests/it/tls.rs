@@ -216,7 +216,10 @@ fn https_with_a_pinned_ca_and_a_certificate_swapped_on_sighup() {
             .env("CONTROL_PLANE_TOKEN", &token)
             .output()
             .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     };
     let (code, stdout) = cli(&first);
     assert_eq!(code, Some(0), "{stdout}");
