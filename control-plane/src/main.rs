@@ -28,7 +28,7 @@ use control_plane::config::{FileConfig, LogFormat, default_kek_file};
 use control_plane::http::rate_limit::RateLimits;
 use control_plane::http::tls::{Tls, TlsFiles};
 use control_plane::secrets::Kek;
-use control_plane::service::ControlPlane;
+use control_plane::service::{ControlPlane, RootSetup};
 use control_plane::store::Store as _;
 use control_plane::store::sled_store::SledStore;
 use std::net::SocketAddr;
@@ -126,6 +126,19 @@ struct InitArgs {
     /// The first super_admin's name
     #[arg(long, default_value = "admin")]
     admin_name: String,
+    /// Keep the root key offline: pin the roots of this trust file (`keys trust
+    /// export`) instead of generating a root (docs/key-ceremony.md)
+    #[arg(long, requires_all = ["signing_key", "signing_certificate"])]
+    offline_root: Option<PathBuf>,
+    /// With --offline-root: the first signing key, a sealed key file (`keys signing new`)
+    #[arg(long, requires = "offline_root")]
+    signing_key: Option<PathBuf>,
+    /// With --offline-root: its certificate from an offline root (`keys certify`)
+    #[arg(long, requires = "offline_root")]
+    signing_certificate: Option<PathBuf>,
+    /// The signing key file's passphrase, first line of this file [default: CONTROL_PLANE_SIGNING_PASSPHRASE]
+    #[arg(long, requires = "offline_root")]
+    signing_passphrase_file: Option<PathBuf>,
     /// Print the result as JSON (for scripts)
     #[arg(long)]
     json: bool,
@@ -305,7 +318,12 @@ async fn init(args: InitArgs) -> Result<ExitCode> {
         KekSource::Env(_) => "from CONTROL_PLANE_KEK".to_owned(),
         KekSource::File(path) => path.display().to_string(),
     };
-    let done = ControlPlane::initialize(&store, &SystemClock, &kek, &args.admin_name).await?;
+    let root = match &args.offline_root {
+        None => RootSetup::Online,
+        Some(trust_file) => offline_root(&args, trust_file)?,
+    };
+    let done =
+        ControlPlane::initialize_with(&store, &SystemClock, &kek, &args.admin_name, root).await?;
     store.flush()?;
     if args.json {
         println!(
@@ -325,7 +343,14 @@ async fn init(args: InitArgs) -> Result<ExitCode> {
         println!(
             "key-encryption key: {kek_shown} (keep it apart from the data directory and its backups)"
         );
-        println!("root key: {}", done.root_kid);
+        if args.offline_root.is_some() {
+            println!(
+                "root key: {} (held offline: only its public half is stored)",
+                done.root_kid
+            );
+        } else {
+            println!("root key: {}", done.root_kid);
+        }
         println!("signing key: {}", done.signing_kid);
         println!(
             "super_admin {} ({}) API token, shown once:",
@@ -334,6 +359,35 @@ async fn init(args: InitArgs) -> Result<ExitCode> {
         println!("{}", done.token.expose());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads what an offline key ceremony produced: the trust file's roots, the
+/// first signing key (opened with its passphrase, to be sealed under the KEK)
+/// and the root's certificate for it.
+fn offline_root(args: &InitArgs, trust_file: &Path) -> Result<RootSetup> {
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    };
+    let trust = keys::TrustStore::from_json(&read(trust_file)?)
+        .with_context(|| format!("{}", trust_file.display()))?;
+    let (Some(key_file), Some(cert_file)) = (&args.signing_key, &args.signing_certificate) else {
+        bail!("--offline-root needs --signing-key and --signing-certificate");
+    };
+    let sealed = keys::keyfile::read_key_file(key_file)
+        .with_context(|| format!("reading {}", key_file.display()))?;
+    let passphrase = match &args.signing_passphrase_file {
+        Some(path) => read(path)?.lines().next().unwrap_or_default().to_owned(),
+        None => std::env::var("CONTROL_PLANE_SIGNING_PASSPHRASE").context(
+            "the signing key's passphrase: give --signing-passphrase-file or CONTROL_PLANE_SIGNING_PASSPHRASE",
+        )?,
+    };
+    let signing = keys::keyfile::open(&sealed, &keys::keyfile::Passphrase::new(passphrase))
+        .with_context(|| format!("opening {}", key_file.display()))?;
+    Ok(RootSetup::Offline {
+        roots: trust.roots().cloned().collect(),
+        signing: Box::new(signing),
+        certificate: read(cert_file)?.trim().to_owned(),
+    })
 }
 
 async fn serve(args: ServeArgs) -> Result<ExitCode> {

@@ -199,6 +199,32 @@ fn certify(root: &PrivateKey, signing: &PrivateKey, now: UnixTime) -> Result<Str
     )?)
 }
 
+/// The sealed private half of a key the control plane signs with.
+fn sealed_of(record: &KeyRecord) -> Result<&keys::keyfile::SealedKey> {
+    record.sealed.as_ref().ok_or_else(|| {
+        Error::KeyState(format!(
+            "the private half of key {} is held offline",
+            record.kid
+        ))
+    })
+}
+
+/// Where the root key lives (docs/key-ceremony.md).
+#[derive(Debug)]
+pub enum RootSetup {
+    /// The control plane generates the root and holds it sealed under the KEK,
+    /// so it certifies new signing keys itself.
+    Online,
+    /// The roots stay on an air-gapped machine; the control plane gets their
+    /// public halves (the trust file appliances pin), and a first signing key
+    /// with a root's certificate for it (all made with the `keys` CLI).
+    Offline {
+        roots: Vec<PublicKey>,
+        signing: Box<PrivateKey>,
+        certificate: String,
+    },
+}
+
 fn random_id() -> Result<String> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|_| Error::internal("random number generator failed"))?;
@@ -214,20 +240,31 @@ impl ControlPlane {
         kek: &Kek,
         admin_name: &str,
     ) -> Result<Initialized> {
+        Self::initialize_with(store, clock, kek, admin_name, RootSetup::Online).await
+    }
+
+    /// [`Self::initialize`] with the root held online or offline. An offline
+    /// root's certificate must verify now against that root and certify exactly
+    /// the given signing key.
+    pub async fn initialize_with(
+        store: &dyn Store,
+        clock: &dyn Clock,
+        kek: &Kek,
+        admin_name: &str,
+        root: RootSetup,
+    ) -> Result<Initialized> {
         if store.is_initialized().await? {
             return Err(Error::bad_request(
                 "the store is already initialized; nothing was changed",
             ));
         }
         let now = clock.now();
-        let root = PrivateKey::generate()?;
-        let signing = PrivateKey::generate()?;
-        let cert = certify(&root, &signing, now)?;
         let key_record = |key: &PrivateKey, role, chain| -> Result<KeyRecord> {
             Ok(KeyRecord {
                 kid: key.kid().to_string(),
                 role,
-                sealed: kek.seal_private_key(key, role)?,
+                sealed: Some(kek.seal_private_key(key, role)?),
+                public: None,
                 chain,
                 state: KeyState::Active,
                 created_at: now,
@@ -235,6 +272,58 @@ impl ControlPlane {
                 retired_at: None,
                 revoked_at: None,
             })
+        };
+        let (root_records, signing) = match root {
+            RootSetup::Online => {
+                let root = PrivateKey::generate()?;
+                let signing = PrivateKey::generate()?;
+                let cert = certify(&root, &signing, now)?;
+                (
+                    vec![key_record(&root, KeyRole::Root, vec![])?],
+                    key_record(&signing, KeyRole::Signing, vec![cert])?,
+                )
+            }
+            RootSetup::Offline {
+                roots,
+                signing,
+                certificate,
+            } => {
+                if roots.is_empty() {
+                    return Err(Error::bad_request("no root key given"));
+                }
+                let trust = keys::TrustStore::new(roots.iter().cloned());
+                let certified = trust
+                    .verify_chain_at(&[certificate.as_str()], now)
+                    .map_err(|e| {
+                        Error::bad_request(format!(
+                            "the signing key's certificate does not verify against the root: {e}"
+                        ))
+                    })?;
+                if certified.key().to_b64() != signing.public().to_b64() {
+                    return Err(Error::bad_request(
+                        "the certificate certifies another key than the signing key given",
+                    ));
+                }
+                let root_records = roots
+                    .iter()
+                    .map(|root| KeyRecord {
+                        kid: root.kid().to_string(),
+                        role: KeyRole::Root,
+                        sealed: None,
+                        public: Some(root.to_b64()),
+                        chain: vec![],
+                        state: KeyState::Active,
+                        created_at: now,
+                        activated_at: Some(now),
+                        retired_at: None,
+                        revoked_at: None,
+                    })
+                    .collect();
+                (
+                    root_records,
+                    key_record(&signing, KeyRole::Signing, vec![certificate])?,
+                )
+            }
         };
         let token = ApiToken::generate()?;
         let admin = User {
@@ -247,38 +336,47 @@ impl ControlPlane {
             disabled: false,
         };
         let actor = Actor::system();
+        let root_kid = root_records
+            .iter()
+            .map(|r| r.kid.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        let signing_kid = signing.kid.clone();
+        let mut audit: Vec<AuditEvent> = root_records
+            .iter()
+            .map(|root| {
+                actor.event(
+                    "signing.create",
+                    &root.kid,
+                    json!({"role": "root", "online": root.is_online()}),
+                )
+            })
+            .collect();
+        audit.push(actor.event(
+            "signing.create",
+            &signing.kid,
+            json!({"role": "signing", "certified_by": root_kid}),
+        ));
+        audit.push(actor.event(
+            "user.create",
+            admin.id.as_str(),
+            json!({"name": admin.name, "role": "super_admin"}),
+        ));
+        let mut keys = root_records;
+        keys.push(signing);
         let change = Change {
             users: vec![admin.clone()],
             settings: Some(Settings::default()),
-            keys: vec![
-                key_record(&root, KeyRole::Root, vec![])?,
-                key_record(&signing, KeyRole::Signing, vec![cert])?,
-            ],
-            audit: vec![
-                actor.event(
-                    "signing.create",
-                    root.kid().as_str(),
-                    json!({"role": "root"}),
-                ),
-                actor.event(
-                    "signing.create",
-                    signing.kid().as_str(),
-                    json!({"role": "signing", "certified_by": root.kid().as_str()}),
-                ),
-                actor.event(
-                    "user.create",
-                    admin.id.as_str(),
-                    json!({"name": admin.name, "role": "super_admin"}),
-                ),
-            ],
+            audit,
+            keys,
             ..Change::default()
         };
         store.initialize(change, now).await?;
         Ok(Initialized {
             admin,
             token,
-            root_kid: root.kid().to_string(),
-            signing_kid: signing.kid().to_string(),
+            root_kid,
+            signing_kid,
         })
     }
 
@@ -331,13 +429,13 @@ impl ControlPlane {
         }
         let Some(root) = records
             .iter()
-            .find(|k| k.role == KeyRole::Root && k.state == KeyState::Active)
+            .find(|k| k.role == KeyRole::Root && k.state == KeyState::Active && k.is_online())
         else {
             tracing::error!(kid = %active.kid, exp, "the signing certificate needs renewing and no root key is online: certify it offline");
             return Ok(false);
         };
-        let root_key = self.kek.open_private_key(&root.sealed)?;
-        let signing = self.kek.open_private_key(&active.sealed)?;
+        let root_key = self.kek.open_private_key(sealed_of(root)?)?;
+        let signing = self.kek.open_private_key(sealed_of(active)?)?;
         let cert = certify(&root_key, &signing, now)?;
         let mut record = active.clone();
         record.chain = vec![cert];
@@ -369,7 +467,7 @@ impl ControlPlane {
             .max_by_key(|k| k.activated_at)
             .ok_or_else(|| Error::internal("no active signing key in the store"))?;
         Ok(Signer {
-            key: kek.open_private_key(&active.sealed)?,
+            key: kek.open_private_key(sealed_of(active)?)?,
             chain: active.chain.clone(),
             revoked: records
                 .iter()
@@ -436,7 +534,7 @@ impl ControlPlane {
         let roots = records
             .iter()
             .filter(|k| k.role == KeyRole::Root && k.state != KeyState::Revoked)
-            .filter_map(|k| PublicKey::from_b64(k.sealed.public_b64()).ok());
+            .filter_map(|k| PublicKey::from_b64(k.public_b64()).ok());
         let mut trust = keys::TrustStore::new(roots);
         for revoked in records.iter().filter(|k| k.state == KeyState::Revoked) {
             trust.revoke(keys::Kid::new(revoked.kid.clone()));
@@ -448,7 +546,7 @@ impl ControlPlane {
                 active.kid
             )
         })?;
-        if certified.key().to_b64() != active.sealed.public_b64() {
+        if certified.key().to_b64() != active.public_b64() {
             return Err(format!(
                 "the certificate of the active signing key {} certifies another key",
                 active.kid
@@ -1275,7 +1373,7 @@ impl ControlPlane {
                     .and_then(|c| keys::inspect(c).ok())
                     .and_then(|c| c.claims.get("exp").and_then(serde_json::Value::as_i64))
                     .map(UnixTime),
-                public: k.sealed.public_b64().to_owned(),
+                public: k.public_b64().to_owned(),
                 record: k,
             })
             .collect())
@@ -1304,12 +1402,12 @@ impl ControlPlane {
             let records = self.store.keys().await?;
             let root = records
                 .iter()
-                .find(|k| k.role == KeyRole::Root && k.state == KeyState::Active)
+                .find(|k| k.role == KeyRole::Root && k.state == KeyState::Active && k.is_online())
                 .ok_or_else(|| {
                     Error::KeyState("no root key is held online: certify offline".into())
                 })?;
             vec![certify(
-                &self.kek.open_private_key(&root.sealed)?,
+                &self.kek.open_private_key(sealed_of(root)?)?,
                 &key,
                 now,
             )?]
@@ -1319,7 +1417,8 @@ impl ControlPlane {
         let record = KeyRecord {
             kid: key.kid().to_string(),
             role: KeyRole::Signing,
-            sealed: self.kek.seal_private_key(&key, KeyRole::Signing)?,
+            sealed: Some(self.kek.seal_private_key(&key, KeyRole::Signing)?),
+            public: None,
             chain,
             state: KeyState::Pending,
             created_at: now,
@@ -1346,6 +1445,17 @@ impl ControlPlane {
             .into_iter()
             .find(|v| v.record.kid == record.kid)
             .ok_or(Error::NotFound("signing key"))
+    }
+
+    /// Whether a root key is held online (sealed here), so new signing keys can
+    /// be certified without an offline ceremony.
+    pub async fn has_online_root(&self) -> Result<bool> {
+        Ok(self
+            .store
+            .keys()
+            .await?
+            .iter()
+            .any(|k| k.role == KeyRole::Root && k.state == KeyState::Active && k.is_online()))
     }
 
     /// Attaches a certificate chain made offline (`keys certify`) to a pending
@@ -1580,7 +1690,7 @@ impl ControlPlane {
         let keys = records
             .iter()
             .filter(|k| k.state != KeyState::Revoked)
-            .map(|k| PublicKey::from_b64(k.sealed.public_b64()))
+            .map(|k| PublicKey::from_b64(k.public_b64()))
             .collect::<std::result::Result<Vec<_>, _>>()?;
         Ok(keys::Jwks::from_keys(&keys))
     }
@@ -1591,7 +1701,7 @@ impl ControlPlane {
         let roots = records
             .iter()
             .filter(|k| k.role == KeyRole::Root && k.state != KeyState::Revoked)
-            .map(|k| PublicKey::from_b64(k.sealed.public_b64()))
+            .map(|k| PublicKey::from_b64(k.public_b64()))
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let mut trust = keys::TrustStore::new(roots);
         for kid in &self.signer().revoked {

@@ -46,14 +46,16 @@ async fn list(
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
-    /// `online` (default): the online root certifies the new key now.
+    /// `online`: the online root certifies the new key now.
     /// `offline`: the answer carries the public key to certify with `keys certify`.
+    /// Default: `online` when a root is held online, else `offline`.
     #[serde(default)]
     certify: Option<String>,
 }
 
 /// Creates a pending signing key, certified by the online root at once or
-/// (with `certify: offline`) left for `keys certify` and attach.
+/// (with `certify: offline`, or when the root is held offline) left for
+/// `keys certify` and attach.
 #[utoipa::path(
     post, path = "/signing-keys", tag = "signing-keys",
     security(("api_token" = [])),
@@ -72,7 +74,10 @@ async fn create(
     OptionalJson(body): OptionalJson<CreateBody>,
 ) -> ApiResult<(StatusCode, axum::Json<SigningKeyItem>)> {
     let online = match body.certify.as_deref() {
-        None | Some("online") => true,
+        // Unsaid: certify online when a root is held online, else hand out the
+        // public key for an offline certificate.
+        None => state.cp.has_online_root().await?,
+        Some("online") => true,
         Some("offline") => false,
         Some(other) => {
             return Err(crate::error::Error::bad_request(format!(

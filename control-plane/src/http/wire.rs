@@ -347,6 +347,9 @@ pub struct SigningKeyItem {
     pub state: crate::store::KeyState,
     /// The public key, base64url.
     pub public_key: String,
+    /// Whether the private half is held by the control plane (sealed under its
+    /// KEK); `false` for a root kept offline.
+    pub online: bool,
     /// The certificate chain, pinned-root side first.
     pub chain: Vec<String>,
     pub certificate_expires_at: Option<WireTime>,
@@ -365,6 +368,7 @@ impl From<&crate::service::SigningKeyView> for SigningKeyItem {
             kid: r.kid.clone(),
             role: r.role,
             state: r.state,
+            online: r.is_online(),
             public_key: v.public.clone(),
             chain: r.chain.clone(),
             certificate_expires_at: wire(v.cert_expires_at),

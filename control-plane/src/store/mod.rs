@@ -45,12 +45,19 @@ pub enum KeyState {
     Revoked,
 }
 
-/// A root or signing key as stored: sealed under the key-encryption key.
+/// A root or signing key as stored: sealed under the key-encryption key, or,
+/// for a root held offline, its public half only.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeyRecord {
     pub kid: String,
     pub role: keys::keyfile::KeyRole,
-    pub sealed: SealedKey,
+    /// The key, sealed under the KEK (its header carries the public half).
+    /// `None` for a root kept offline: nothing here can sign with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<SealedKey>,
+    /// The public half (base64url) of a key held offline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public: Option<String>,
     /// For signing keys: the certificate chain, pinned-root side first.
     pub chain: Vec<String>,
     pub state: KeyState,
@@ -59,6 +66,22 @@ pub struct KeyRecord {
     pub retired_at: Option<UnixTime>,
     #[serde(default)]
     pub revoked_at: Option<UnixTime>,
+}
+
+impl KeyRecord {
+    /// The public half, base64url.
+    pub fn public_b64(&self) -> &str {
+        match (&self.sealed, &self.public) {
+            (Some(sealed), _) => sealed.public_b64(),
+            (None, Some(public)) => public,
+            (None, None) => "",
+        }
+    }
+
+    /// Whether the private half is here (sealed), so the control plane can sign with it.
+    pub fn is_online(&self) -> bool {
+        self.sealed.is_some()
+    }
 }
 
 /// Everything one atomic step writes.

@@ -150,11 +150,17 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
+        Server::start_in(tempfile::tempdir().unwrap(), &[])
+    }
+
+    /// Initializes `dir/data` with `init --json` plus `init_args`, then serves it.
+    fn start_in(dir: tempfile::TempDir, init_args: &[&str]) -> Server {
         let data = dir.path().join("data");
         let init = command()
             .args(["init", "--json", "--data-dir"])
             .arg(&data)
+            .args(init_args)
+            .current_dir(dir.path())
             .output()
             .unwrap();
         assert!(
@@ -998,4 +1004,226 @@ fn connection_and_usage_failures() {
     }
     let help = cli(&s.url, Auth::None, &["audit", "list", "--help"], None);
     assert!(help.stdout.contains("--target"), "{help:?}");
+}
+
+/// A certificate from `root` for `subject`, as `keys certify` makes one on the
+/// air-gapped machine.
+fn offline_certificate(root: &keys::PrivateKey, subject: &str) -> String {
+    let now = UnixTime::now();
+    keys::sign(
+        root,
+        &keys::KeyCert {
+            iss: "licensing-root".into(),
+            iat: now,
+            nbf: now,
+            exp: now.plus(365 * DAY),
+            jti: format!("cert-{subject}"),
+            kid: keys::PublicKey::from_b64(subject)
+                .unwrap()
+                .kid()
+                .to_string(),
+            public: subject.to_owned(),
+            key_use: keys::KeyUse::Lease,
+            pop: None,
+        },
+    )
+    .unwrap()
+}
+
+/// docs/key-ceremony.md end to end: the root never reaches the control plane.
+/// `init --offline-root` takes the trust file, a first signing key and the
+/// root's certificate for it; `signing-keys create` then hands out a public key
+/// (nothing online can certify it), the offline certificate is attached and
+/// activated, and an appliance pinning only the trust file verifies the leases
+/// of both keys.
+#[test]
+fn an_offline_root_certifies_what_the_control_plane_cannot() {
+    use keys::keyfile::{KdfParams, KeyRole, Passphrase};
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name);
+    // The air-gapped machine.
+    let root = keys::PrivateKey::generate().unwrap();
+    let first = keys::PrivateKey::generate().unwrap();
+    let passphrase = "correct horse battery staple";
+    std::fs::write(at("signing.pass"), format!("{passphrase}\n")).unwrap();
+    let sealed = keys::keyfile::seal(
+        &first,
+        KeyRole::Signing,
+        &Passphrase::new(passphrase),
+        KdfParams::STRONG,
+    )
+    .unwrap();
+    keys::keyfile::write_key_file(&at("signing.key"), &sealed).unwrap();
+    let trust_store = keys::TrustStore::new([root.public().clone()]);
+    std::fs::write(
+        at("trust.json"),
+        serde_json::to_string(&trust_store.to_file()).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        at("signing.cert"),
+        format!("{}\n", offline_certificate(&root, &first.public().to_b64())),
+    )
+    .unwrap();
+    // A certificate for another key is refused, and nothing is created.
+    let other = keys::PrivateKey::generate().unwrap();
+    std::fs::write(
+        at("other.cert"),
+        offline_certificate(&root, &other.public().to_b64()),
+    )
+    .unwrap();
+    let refused = command()
+        .args([
+            "init",
+            "--data-dir",
+            "refused",
+            "--offline-root",
+            "trust.json",
+        ])
+        .args([
+            "--signing-key",
+            "signing.key",
+            "--signing-certificate",
+            "other.cert",
+        ])
+        .args(["--signing-passphrase-file", "signing.pass"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("certifies another key"),
+        "{refused:?}"
+    );
+
+    let s = Server::start_in(
+        dir,
+        &[
+            "--offline-root",
+            "trust.json",
+            "--signing-key",
+            "signing.key",
+            "--signing-certificate",
+            "signing.cert",
+            "--signing-passphrase-file",
+            "signing.pass",
+        ],
+    );
+    let listed = s.admin(&["signing-keys", "list", "--json"]).ok();
+    let items = listed["items"].as_array().unwrap();
+    let root_item = items.iter().find(|k| k["role"] == "root").unwrap();
+    assert_eq!(root_item["kid"], root.kid().as_str());
+    assert_eq!(root_item["online"], false);
+    let first_item = items.iter().find(|k| k["role"] == "signing").unwrap();
+    assert_eq!(first_item["kid"], first.kid().as_str());
+    assert_eq!(first_item["state"], "active");
+
+    // An appliance pinning the trust file verifies a lease from the first key.
+    let issued = s
+        .admin(&[
+            "licenses",
+            "issue",
+            "--customer",
+            "acme",
+            "--product",
+            "gateway",
+            "--json",
+        ])
+        .ok();
+    let id = issued["license"]["id"].as_str().unwrap().to_owned();
+    let key = issued["license_key"].as_str().unwrap().to_owned();
+    let mut device = Device::new(7);
+    let http = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap();
+    let mut exchange = |kind: RequestKind| -> keys::Lease {
+        let request = device.request(kind, &id, &key, UnixTime::now());
+        let path = match kind {
+            RequestKind::Activate => "activate",
+            RequestKind::Heartbeat => "heartbeat",
+        };
+        let response = http
+            .post(format!("{}/licenses/{id}/{path}", s.url))
+            .bearer_auth(&key)
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&request).unwrap())
+            .send()
+            .unwrap();
+        let response: Value = serde_json::from_slice(&response.bytes().unwrap()).unwrap();
+        let chain: Vec<&str> = response["chain"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        let signer = trust_store
+            .verify_chain_at(&chain, UnixTime::now())
+            .unwrap();
+        trust_store
+            .verify_at::<keys::Lease>(
+                response["lease"].as_str().unwrap(),
+                &signer,
+                UnixTime::now(),
+            )
+            .unwrap()
+            .into_claims()
+    };
+    let lease = exchange(RequestKind::Activate);
+    assert_eq!(lease.sub, id);
+
+    // Rotation with the root offline: create hands out the public key only.
+    let created = s.admin(&["signing-keys", "create", "--json"]).ok();
+    let kid = created["kid"].as_str().unwrap().to_owned();
+    assert_eq!(created["state"], "pending");
+    assert_eq!(created["chain"], serde_json::json!([]));
+    assert!(
+        s.admin(&["signing-keys", "activate", &kid]).code != 0,
+        "an uncertified key must not become active"
+    );
+    // A certificate from a root nobody pins is refused.
+    let stranger = keys::PrivateKey::generate().unwrap();
+    let public = created["public_key"].as_str().unwrap();
+    std::fs::write(
+        s.path("stranger.cert"),
+        offline_certificate(&stranger, public),
+    )
+    .unwrap();
+    let stranger_cert = s.path("stranger.cert");
+    let refused = s.admin(&[
+        "signing-keys",
+        "attach-certificate",
+        &kid,
+        "--certificate",
+        stranger_cert.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(refused.code, 8, "{refused:?}");
+    // The offline root's certificate is accepted; the key is activated.
+    std::fs::write(s.path("k2.cert"), offline_certificate(&root, public)).unwrap();
+    let cert = s.path("k2.cert");
+    s.admin(&[
+        "signing-keys",
+        "attach-certificate",
+        &kid,
+        "--certificate",
+        cert.to_str().unwrap(),
+        "--json",
+    ])
+    .ok();
+    s.admin(&["signing-keys", "activate", &kid, "--json"]).ok();
+    let lease = exchange(RequestKind::Heartbeat);
+    assert_eq!(lease.sub, id);
+    let listed = s.admin(&["signing-keys", "list", "--json"]).ok();
+    let state_of = |kid: &str| {
+        listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kid"] == kid)
+            .unwrap()["state"]
+            .clone()
+    };
+    assert_eq!(state_of(&kid), "active");
+    assert_eq!(state_of(first.kid().as_str()), "retired");
 }
