@@ -73,7 +73,9 @@ fn api() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of [`router`], generated from the same registrations.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api().into_openapi()
+    let mut doc = api().into_openapi();
+    openapi::add_rate_limit_responses(&mut doc);
+    doc
 }
 
 /// [`router`] with another request timeout (tests use a short one).

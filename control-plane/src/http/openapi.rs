@@ -73,3 +73,42 @@ pub fn frame() -> OpenApi {
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc
 }
+
+/// Adds the `429 rate_limited` answer to every operation: the rate-limit layer
+/// ([`super::rate_limit`]) sits in front of every route (activations per IP,
+/// heartbeats per license, and any route for an address shut out after too
+/// many failed authentications), so no handler annotation can say it.
+pub fn add_rate_limit_responses(doc: &mut OpenApi) {
+    use utoipa::openapi::path::Operation;
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder, header::HeaderBuilder};
+    let response = ResponseBuilder::new()
+        .description("Over a rate limit (`rate_limited`, unsigned: an appliance reads it as offline); retry after `Retry-After` seconds")
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::Type::Integer))
+                .description(Some("Seconds until a request may succeed"))
+                .build(),
+        )
+        .build();
+    for item in doc.paths.paths.values_mut() {
+        let operations: [&mut Option<Operation>; 4] = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.delete,
+        ];
+        for operation in operations.into_iter().flatten() {
+            operation
+                .responses
+                .responses
+                .insert("429".to_owned(), response.clone().into());
+        }
+    }
+}

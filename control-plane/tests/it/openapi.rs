@@ -13,12 +13,12 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use tower::ServiceExt as _;
 
-fn generated() -> Value {
+pub(crate) fn generated() -> Value {
     serde_json::to_value(control_plane::http::openapi()).unwrap()
 }
 
 /// Every (method, path) of the document.
-fn operations(doc: &Value) -> Vec<(Method, String)> {
+pub(crate) fn operations(doc: &Value) -> Vec<(Method, String)> {
     let mut out = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {

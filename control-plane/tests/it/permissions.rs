@@ -86,6 +86,16 @@ enum Route {
     Jwks,
     Trust,
     Healthz,
+    OfflineActivation,
+    ListSigningKeys,
+    CreateSigningKey,
+    AttachCertificate,
+    ActivateSigningKey,
+    RetireSigningKey,
+    RevokeSigningKey,
+    Readyz,
+    Metrics,
+    OpenApi,
 }
 
 impl Route {
@@ -113,6 +123,16 @@ impl Route {
             Route::Jwks => "GET /.well-known/jwks.json",
             Route::Trust => "GET /.well-known/licensing-trust.json",
             Route::Healthz => "GET /healthz",
+            Route::OfflineActivation => "POST /licenses/{id}/offline-activation",
+            Route::ListSigningKeys => "GET /signing-keys",
+            Route::CreateSigningKey => "POST /signing-keys",
+            Route::AttachCertificate => "POST /signing-keys/{kid}/certificate",
+            Route::ActivateSigningKey => "POST /signing-keys/{kid}/activate",
+            Route::RetireSigningKey => "POST /signing-keys/{kid}/retire",
+            Route::RevokeSigningKey => "POST /signing-keys/{kid}/revoke",
+            Route::Readyz => "GET /readyz",
+            Route::Metrics => "GET /metrics",
+            Route::OpenApi => "GET /openapi.json",
         }
     }
 }
@@ -157,6 +177,16 @@ const MATRIX: &[(Route, [u16; 8])] = &[
     (Route::Jwks,           [ 200, 200, 200, 200, 200, 200, 200, 200]),
     (Route::Trust,          [ 200, 200, 200, 200, 200, 200, 200, 200]),
     (Route::Healthz,        [ 200, 200, 200, 200, 200, 200, 200, 200]),
+    (Route::OfflineActivation,  [ 401, 403, 403, 200, 200, 200, 401, 401]),
+    (Route::ListSigningKeys,    [ 401, 403, 403, 403, 403, 200, 401, 401]),
+    (Route::CreateSigningKey,   [ 401, 403, 403, 403, 403, 201, 401, 401]),
+    (Route::AttachCertificate,  [ 401, 403, 403, 403, 403, 200, 401, 401]),
+    (Route::ActivateSigningKey, [ 401, 403, 403, 403, 403, 200, 401, 401]),
+    (Route::RetireSigningKey,   [ 401, 403, 403, 403, 403, 200, 401, 401]),
+    (Route::RevokeSigningKey,   [ 401, 403, 403, 403, 403, 200, 401, 401]),
+    (Route::Readyz,             [ 200, 200, 200, 200, 200, 200, 200, 200]),
+    (Route::Metrics,            [ 200, 200, 200, 200, 200, 200, 200, 200]),
+    (Route::OpenApi,            [ 200, 200, 200, 200, 200, 200, 200, 200]),
 ];
 
 /// The harness plus what every cell shares: the other customer's token, another
@@ -229,6 +259,14 @@ async fn check(w: &World, route: Route, caller: Caller, expected: u16) -> Cell {
         }
         _ => {}
     }
+    // A fresh pending key, certified by the online root, for the key routes.
+    let pending =
+        h.cp.create_signing_key(&control_plane::service::Actor::system(), true)
+            .await
+            .unwrap()
+            .record;
+    let kid = pending.kid.clone();
+    let signing = |action: &str| format!("/signing-keys/{kid}/{action}");
 
     let token: Option<&str> = match caller {
         Caller::Anonymous => None,
@@ -311,6 +349,32 @@ async fn check(w: &World, route: Route, caller: Caller, expected: u16) -> Cell {
             None,
         ),
         Route::Healthz => (Method::GET, "/healthz".to_owned(), None),
+        Route::OfflineActivation => (
+            Method::POST,
+            license("offline-activation"),
+            Some(
+                serde_json::to_value(device.request(
+                    RequestKind::Activate,
+                    &id,
+                    &key,
+                    h.clock_now(),
+                ))
+                .unwrap(),
+            ),
+        ),
+        Route::ListSigningKeys => (Method::GET, "/signing-keys".to_owned(), None),
+        Route::CreateSigningKey => (Method::POST, "/signing-keys".to_owned(), None),
+        Route::AttachCertificate => (
+            Method::POST,
+            signing("certificate"),
+            Some(json!({"chain": pending.chain})),
+        ),
+        Route::ActivateSigningKey => (Method::POST, signing("activate"), None),
+        Route::RetireSigningKey => (Method::POST, signing("retire"), None),
+        Route::RevokeSigningKey => (Method::POST, signing("revoke"), None),
+        Route::Readyz => (Method::GET, "/readyz".to_owned(), None),
+        Route::Metrics => (Method::GET, "/metrics".to_owned(), None),
+        Route::OpenApi => (Method::GET, "/openapi.json".to_owned(), None),
     };
 
     let mut request = Request::builder().method(method).uri(path);
@@ -408,7 +472,7 @@ async fn every_route_answers_every_caller_with_the_expected_status() {
             route.name()
         );
     }
-    assert_eq!(MATRIX.len(), 22, "one row per route of the API");
+    assert_eq!(MATRIX.len(), 32, "one row per route of the API");
 
     let cells = run_matrix().await;
     let mismatches = cells.iter().filter(|c| c.status != c.expected).count();
@@ -418,6 +482,26 @@ async fn every_route_answers_every_caller_with_the_expected_status() {
         cells.len(),
         report(&cells)
     );
+}
+
+/// The matrix has a row for every operation of the OpenAPI document (which
+/// lists every route the router serves), so a new route cannot ship without
+/// its line here.
+#[test]
+fn the_matrix_covers_every_documented_route() {
+    let mut documented: Vec<String> = crate::openapi::operations(&crate::openapi::generated())
+        .into_iter()
+        .map(|(method, path)| format!("{method} {path}"))
+        .collect();
+    documented.sort();
+    let mut rows: Vec<String> = MATRIX
+        .iter()
+        .map(|(route, _)| route.name().to_owned())
+        // The audit of one license is `GET /audit` with a query.
+        .filter(|name| !name.contains('?'))
+        .collect();
+    rows.sort();
+    assert_eq!(rows, documented);
 }
 
 #[tokio::test]
