@@ -154,7 +154,7 @@ struct ServeArgs {
     /// The `iss` of leases and denials [default: control-plane]
     #[arg(long, env = "CONTROL_PLANE_ISSUER")]
     issuer: Option<String>,
-    /// Seconds between health sweeps and signing-certificate renewal checks; 0 disables [default: 3600]
+    /// Seconds between health sweeps; 0 disables them (the certificate renewal check runs every 6 h regardless) [default: 3600]
     #[arg(long, env = "CONTROL_PLANE_SWEEP_INTERVAL")]
     sweep_interval: Option<u64>,
     /// Serve HTTPS with this PEM certificate chain (leaf first); reloaded on SIGHUP
@@ -458,10 +458,12 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
     let router = control_plane::http::router_with(cp, options);
     let listener =
         std::net::TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
+    // Also without TLS: SIGHUP's default action would kill the server, and
+    // `systemctl reload` sends it.
+    tokio::spawn(reload_on_sighup(tls.clone()));
     let addr = listener.local_addr()?;
     match tls {
         Some(tls) => {
-            tokio::spawn(reload_on_sighup(tls.clone()));
             // Scripts and tests read this line to find the port.
             println!("listening on https://{addr}");
             tracing::info!(%addr, data_dir = %resolved.data_dir.display(), cert = %tls.files().cert.display(), "serving HTTPS");
@@ -525,8 +527,9 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 
 /// Reloads the TLS certificate and key from their files on every SIGHUP, so a
 /// renewed certificate is served without a restart. A reload that fails is
-/// logged and the previous certificate stays in use.
-async fn reload_on_sighup(tls: Tls) {
+/// logged and the previous certificate stays in use. Without TLS there is
+/// nothing to reload and SIGHUP is only logged.
+async fn reload_on_sighup(tls: Option<Tls>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -538,6 +541,10 @@ async fn reload_on_sighup(tls: Tls) {
             }
         };
         while hangups.recv().await.is_some() {
+            let Some(tls) = &tls else {
+                tracing::info!("SIGHUP: no TLS certificate to reload");
+                continue;
+            };
             match tls.reload() {
                 Ok(()) => {
                     tracing::info!(cert = %tls.files().cert.display(), "TLS certificate reloaded")

@@ -3,8 +3,10 @@
 //!
 //! - activations (`/licenses/{id}/activate`, `/offline-activation`) per client IP;
 //! - failed authentications (401 answers outside the appliance endpoints) per
-//!   client IP: an address that uses up its allowance is refused outright until
-//!   it has one again, so API tokens cannot be guessed at speed;
+//!   client IP: an address that uses up its allowance is refused outright
+//!   (valid token or not: checking it would let the guessing go on) until it
+//!   has one again, so API tokens cannot be guessed at speed. The public routes
+//!   (health, readiness, metrics, public keys, the API document) stay open;
 //! - heartbeats per license, whatever the address, so one misbehaving box (or
 //!   a copy of its key) cannot hog the signing path.
 //!
@@ -150,10 +152,20 @@ impl Limiter {
 enum Kind {
     Activation,
     Heartbeat(String),
+    /// Needs no credential: health checks, metrics, public keys, the API
+    /// document. Never blocked, so a health check behind the same address as a
+    /// script with a stale token keeps working.
+    Public,
     Other,
 }
 
 fn kind(method: &Method, path: &str) -> Kind {
+    if method == Method::GET
+        && (matches!(path, "/healthz" | "/readyz" | "/metrics" | "/openapi.json")
+            || path.starts_with("/.well-known/"))
+    {
+        return Kind::Public;
+    }
     if method != Method::POST {
         return Kind::Other;
     }
@@ -240,6 +252,7 @@ mod tests {
             let got = match kind(&method, path) {
                 Kind::Activation => "activation".to_owned(),
                 Kind::Heartbeat(id) => format!("heartbeat {id}"),
+                Kind::Public => "public".to_owned(),
                 Kind::Other => "other".to_owned(),
             };
             assert_eq!(got, expected, "{method} {path}");
@@ -256,6 +269,12 @@ mod tests {
         check(Method::POST, "/licenses//heartbeat", "other");
         check(Method::POST, "/licenses/lic_1/revoke", "other");
         check(Method::POST, "/licenses", "other");
+        check(Method::GET, "/licenses", "other");
+        check(Method::GET, "/healthz", "public");
+        check(Method::GET, "/readyz", "public");
+        check(Method::GET, "/metrics", "public");
+        check(Method::GET, "/.well-known/jwks.json", "public");
+        check(Method::POST, "/healthz", "other");
     }
 
     #[test]

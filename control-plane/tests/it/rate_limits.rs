@@ -196,6 +196,9 @@ async fn an_address_guessing_tokens_is_shut_out() {
     // even a valid one.
     assert_limited(&send(&router, guesser, Method::GET, "/licenses", "at_guess", None).await);
     assert_limited(&send(&router, guesser, Method::GET, "/licenses", &h.admin, None).await);
+    // Health checks from the same address still get through.
+    let health = send(&router, guesser, Method::GET, "/healthz", "", None).await;
+    assert_eq!(health.status, StatusCode::OK);
     // Others are unaffected, and successes never count.
     for _ in 0..10 {
         let reply = send(

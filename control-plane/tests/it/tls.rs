@@ -101,9 +101,11 @@ impl Server {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             lines,
         };
-        let line = server.wait_for_line("listening on https://");
+        let line = server.wait_for_line("listening on ");
         server.addr = line
-            .trim_start_matches("listening on https://")
+            .rsplit_once('/')
+            .map(|(_, addr)| addr)
+            .unwrap()
             .parse()
             .unwrap();
         server
@@ -295,4 +297,23 @@ fn unusable_tls_settings_and_plain_http_off_loopback_are_refused() {
     assert_eq!(code, Some(1));
     assert!(stderr.contains("missing.key"), "{stderr}");
     let _ = key;
+}
+
+#[test]
+fn sighup_without_tls_is_harmless() {
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path());
+    let server = Server::start(dir.path(), &[]);
+    server.hangup();
+    server.wait_for_line("no TLS certificate to reload");
+    let status = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+        .get(format!("http://{}/healthz", server.addr))
+        .send()
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
 }
