@@ -199,6 +199,18 @@ fn certify(root: &PrivateKey, signing: &PrivateKey, now: UnixTime) -> Result<Str
     )?)
 }
 
+/// When a certificate chain stops verifying: the earliest `exp` of its
+/// certificates (a chain through a root rotation ends with its root
+/// certificate if that ends first). `None` for an empty chain.
+fn chain_end(chain: &[String]) -> Option<UnixTime> {
+    chain
+        .iter()
+        .filter_map(|cert| keys::inspect(cert).ok())
+        .filter_map(|cert| cert.claims.get("exp").and_then(serde_json::Value::as_i64))
+        .min()
+        .map(UnixTime)
+}
+
 /// The sealed private half of a key the control plane signs with.
 fn sealed_of(record: &KeyRecord) -> Result<&keys::keyfile::SealedKey> {
     record.sealed.as_ref().ok_or_else(|| {
@@ -418,12 +430,7 @@ impl ControlPlane {
         else {
             return Err(Error::internal("no active signing key in the store"));
         };
-        let exp = active
-            .chain
-            .last()
-            .and_then(|cert| keys::inspect(cert).ok())
-            .and_then(|cert| cert.claims.get("exp").and_then(serde_json::Value::as_i64))
-            .unwrap_or(i64::MIN);
+        let exp = chain_end(&active.chain).map_or(i64::MIN, UnixTime::secs);
         if exp - now.secs() > RENEW_BEFORE_DAYS * 86_400 {
             return Ok(false);
         }
@@ -1367,12 +1374,7 @@ impl ControlPlane {
             .into_iter()
             .map(|k| SigningKeyView {
                 live_leases: live.get(&k.kid).copied().unwrap_or(0),
-                cert_expires_at: k
-                    .chain
-                    .last()
-                    .and_then(|c| keys::inspect(c).ok())
-                    .and_then(|c| c.claims.get("exp").and_then(serde_json::Value::as_i64))
-                    .map(UnixTime),
+                cert_expires_at: chain_end(&k.chain),
                 public: k.public_b64().to_owned(),
                 record: k,
             })
@@ -1483,17 +1485,69 @@ impl ControlPlane {
         if certified.kid().as_str() != kid {
             return Err(Error::bad_request("the certificate is for another key"));
         }
+        // A chain through a root rotation names a new root, certified by a
+        // root pinned here (the path was verified above). Record its public
+        // half, so the trust file served to new installations pins it too and
+        // keys it certifies directly verify here.
+        let known: Vec<String> = self
+            .store
+            .keys()
+            .await?
+            .into_iter()
+            .map(|k| k.kid)
+            .collect();
+        let path: Vec<&str> = certified.path().iter().map(|k| k.as_str()).collect();
+        let mut change = Change::default();
+        for cert in &chain {
+            let Ok(parsed) = keys::inspect(cert) else {
+                continue;
+            };
+            let claim = |name: &str| parsed.claims.get(name).and_then(serde_json::Value::as_str);
+            let (Some("root"), Some(new_kid), Some(public)) =
+                (claim("use"), claim("kid"), claim("pub"))
+            else {
+                continue;
+            };
+            if !path.contains(&new_kid) || known.iter().any(|k| k == new_kid) {
+                continue;
+            }
+            // Certificates before the start of the verified path are not
+            // verified: take a public key only if it is the one the verified
+            // kid (its thumbprint) names.
+            if PublicKey::from_b64(public)
+                .map(|p| p.kid().to_string())
+                .ok()
+                .as_deref()
+                != Some(new_kid)
+            {
+                continue;
+            }
+            change.keys.push(KeyRecord {
+                kid: new_kid.to_owned(),
+                role: KeyRole::Root,
+                sealed: None,
+                public: Some(public.to_owned()),
+                chain: vec![],
+                state: KeyState::Active,
+                created_at: now,
+                activated_at: Some(now),
+                retired_at: None,
+                revoked_at: None,
+            });
+            change.audit.push(actor.event(
+                "signing.root_add",
+                new_kid,
+                json!({"certified_by": parsed.header.get("kid"), "online": false}),
+            ));
+        }
         record.chain = chain;
-        self.save_key(
-            record,
-            actor.event(
-                "signing.certify",
-                kid,
-                json!({"reason": "offline certificate"}),
-            ),
-            now,
-        )
-        .await?;
+        change.keys.push(record);
+        change.audit.push(actor.event(
+            "signing.certify",
+            kid,
+            json!({"reason": "offline certificate"}),
+        ));
+        self.store.commit(change, now).await?;
         Ok(())
     }
 

@@ -220,17 +220,35 @@ impl TrustStore {
     /// each signed by a pinned root or the previous one, then a `use: "lease"`
     /// certificate of the signing key.
     pub fn verify_chain_at(&self, chain: &[&str], now: UnixTime) -> Result<CertifiedKey> {
-        let Some((leaf, intermediates)) = chain.split_last() else {
+        if chain.is_empty() {
             return Err(Error::EmptyChain);
-        };
+        }
         if chain.len() > MAX_CHAIN_LEN {
             return Err(Error::ChainTooLong {
                 len: chain.len(),
                 limit: MAX_CHAIN_LEN,
             });
         }
+        // After a root rotation the chain starts with the old root's
+        // certificate for the new one; a store that pins the new root (and
+        // not the old, or the old as revoked) starts at the certificate its
+        // own root issued. Trust is anchored at the first certificate whose
+        // issuer is a pinned root that is not revoked; the certificates before
+        // it are not used. With no such certificate the first one decides the
+        // error (unknown or revoked root).
+        let start = chain
+            .iter()
+            .position(|cert| {
+                Parsed::parse::<KeyCert>(cert)
+                    .map(|p| self.roots.contains_key(&p.kid) && !self.revoked.contains(&p.kid))
+                    .unwrap_or(false)
+            })
+            .unwrap_or(0);
+        let Some((leaf, intermediates)) = chain[start..].split_last() else {
+            return Err(Error::EmptyChain);
+        };
         // The first certificate names its issuer in the header: a pinned root.
-        let first = chain.first().copied().unwrap_or(leaf);
+        let first = chain[start];
         let root_kid = Parsed::parse::<KeyCert>(first)?.kid;
         let mut issuer = self
             .roots

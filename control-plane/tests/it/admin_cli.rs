@@ -1137,7 +1137,7 @@ fn an_offline_root_certifies_what_the_control_plane_cannot() {
         .no_proxy()
         .build()
         .unwrap();
-    let mut exchange = |kind: RequestKind| -> keys::Lease {
+    let mut exchange_with = |kind: RequestKind, trust_store: &keys::TrustStore| -> keys::Lease {
         let request = device.request(kind, &id, &key, UnixTime::now());
         let path = match kind {
             RequestKind::Activate => "activate",
@@ -1169,6 +1169,7 @@ fn an_offline_root_certifies_what_the_control_plane_cannot() {
             .unwrap()
             .into_claims()
     };
+    let mut exchange = |kind: RequestKind| exchange_with(kind, &trust_store);
     let lease = exchange(RequestKind::Activate);
     assert_eq!(lease.sub, id);
 
@@ -1226,4 +1227,107 @@ fn an_offline_root_certifies_what_the_control_plane_cannot() {
     };
     assert_eq!(state_of(&kid), "active");
     assert_eq!(state_of(first.kid().as_str()), "retired");
+
+    // Root rotation, offline: the old root certifies a new one (with the new
+    // root's proof of possession), the new root certifies K3, and the chain
+    // [old → new root, new root → K3] is attached.
+    let root2 = keys::PrivateKey::generate().unwrap();
+    let now = UnixTime::now();
+    let rotation = keys::certify_root(
+        &root,
+        &root2,
+        keys::KeyCert {
+            iss: "licensing-root".into(),
+            iat: now,
+            nbf: now,
+            exp: now.plus(3 * 365 * DAY),
+            jti: "rotation".into(),
+            kid: root2.kid().to_string(),
+            public: root2.public().to_b64(),
+            key_use: keys::KeyUse::Root,
+            pop: None,
+        },
+    )
+    .unwrap();
+    let attach_new = |issuer: &keys::PrivateKey, prefix: &[&str]| -> String {
+        let created = s.admin(&["signing-keys", "create", "--json"]).ok();
+        let kid = created["kid"].as_str().unwrap().to_owned();
+        let mut chain: Vec<String> = prefix.iter().map(|c| (*c).to_owned()).collect();
+        chain.push(offline_certificate(
+            issuer,
+            created["public_key"].as_str().unwrap(),
+        ));
+        let file = s.path(&format!("{kid}.chain"));
+        std::fs::write(&file, format!("{}\n", chain.join("\n"))).unwrap();
+        s.admin(&[
+            "signing-keys",
+            "attach-certificate",
+            &kid,
+            "--certificate",
+            file.to_str().unwrap(),
+            "--json",
+        ])
+        .ok();
+        s.admin(&["signing-keys", "activate", &kid, "--json"]).ok();
+        kid
+    };
+    let k3 = attach_new(&root2, &[rotation.as_str()]);
+    // Old installations (pinning the old root) walk the chain; new ones get a
+    // trust file that pins both roots.
+    let lease = exchange(RequestKind::Heartbeat);
+    assert_eq!(lease.sub, id);
+    let served: keys::TrustFile = serde_json::from_slice(
+        &http
+            .get(format!("{}/.well-known/licensing-trust.json", s.url))
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap(),
+    )
+    .unwrap();
+    let served = keys::TrustStore::from_file(&served).unwrap();
+    let mut pinned: Vec<String> = served.roots().map(|r| r.kid().to_string()).collect();
+    pinned.sort();
+    let mut expected = vec![root.kid().to_string(), root2.kid().to_string()];
+    expected.sort();
+    assert_eq!(pinned, expected);
+    let listed = s.admin(&["signing-keys", "list", "--json"]).ok();
+    let new_root = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == root2.kid().as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (new_root["role"].as_str(), new_root["online"].as_bool()),
+        (Some("root"), Some(false))
+    );
+    // An installation that pins only the new root verifies K3's chain.
+    let chain: Vec<String> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == k3.as_str())
+        .unwrap()["chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    let refs: Vec<&str> = chain.iter().map(String::as_str).collect();
+    keys::TrustStore::new([root2.public().clone()])
+        .verify_chain_at(&refs, UnixTime::now())
+        .unwrap();
+    // The new root may certify keys directly: installations that pin it (all
+    // those set up from the served trust file) verify them; one that pins only
+    // the old root would not, so the ceremony keeps the rotation certificate in
+    // front until every box has the new trust file (docs/key-ceremony.md).
+    let k4 = attach_new(&root2, &[]);
+    assert_eq!(exchange_with(RequestKind::Heartbeat, &served).sub, id);
+    let audit = s
+        .admin(&["audit", "list", "--json", "--target", root2.kid().as_str()])
+        .ok();
+    assert_eq!(audit["items"][0]["action"], "signing.root_add", "{audit}");
+    let _ = k4;
 }

@@ -1083,3 +1083,55 @@ fn trust_file_in_vectors_loads() {
     let store = TrustStore::from_json(&text).unwrap();
     assert_eq!(store.roots().count(), 1);
 }
+
+/// A chain through a root rotation ([old → new root], [new root → signing key])
+/// verifies for every store that pins a usable root on it: the old root only
+/// (it walks the chain), the new root only (it starts at its own certificate),
+/// both, or the new one with the old one revoked. A store whose only root is
+/// revoked, or that pins neither, refuses it.
+#[test]
+fn a_rotated_chain_serves_old_and_new_installations() {
+    use keys::{Error, Kid};
+    let rotation =
+        keys::certify_root(&root(), &root2(), cert_claims(&root2(), KeyUse::Root)).unwrap();
+    let leaf = keys::sign(&root2(), &cert_claims(&signing(), KeyUse::Lease)).unwrap();
+    let chain = [rotation.as_str(), leaf.as_str()];
+    let old = root().public().clone();
+    let new = root2().public().clone();
+    let revoked = |mut store: TrustStore| {
+        store.revoke(Kid::new(root().kid().to_string()));
+        store
+    };
+    for (name, store, path_len) in [
+        ("old root only", TrustStore::new([old.clone()]), 3),
+        ("new root only", TrustStore::new([new.clone()]), 2),
+        ("both roots", TrustStore::new([old.clone(), new.clone()]), 3),
+        (
+            "new root, old revoked",
+            revoked(TrustStore::new([old.clone(), new.clone()])),
+            2,
+        ),
+    ] {
+        let certified = store
+            .verify_chain_at(&chain, NOW)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(certified.key().kid(), signing().kid(), "{name}");
+        assert_eq!(certified.path().len(), path_len, "{name}");
+    }
+    assert!(matches!(
+        revoked(TrustStore::new([old])).verify_chain_at(&chain, NOW),
+        Err(Error::RevokedKey { .. })
+    ));
+    assert!(matches!(
+        TrustStore::new([stranger().public().clone()]).verify_chain_at(&chain, NOW),
+        Err(Error::UnknownKey { .. })
+    ));
+    // Skipping the rotation certificate never skips a check: a new-root store
+    // given a leaf its root did not sign still refuses it.
+    let forged = keys::sign(&stranger(), &cert_claims(&signing(), KeyUse::Lease)).unwrap();
+    assert!(
+        TrustStore::new([new])
+            .verify_chain_at(&[rotation.as_str(), forged.as_str()], NOW)
+            .is_err()
+    );
+}
