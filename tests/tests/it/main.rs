@@ -10,6 +10,9 @@
 //! - `corruption`: the appliance's store truncated, bit-flipped, zeroed, padded
 //!   or deleted over many seeds: never more time than the last verified lease
 //!   allows, and the way back (support unbinds, activate again online).
+//! - `mitm`: scenario 5 of issue 6 on real sockets: the fault proxy's unsigned
+//!   errors, resets, drops, truncations, delays, replays and forged denials
+//!   never lock the appliance inside its lease; a genuine signed denial does.
 //! - `tls`: the appliance and the control plane over rustls with a pinned test CA.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -17,5 +20,6 @@
 mod corruption;
 mod faults;
 mod lifecycle;
+mod mitm;
 mod rotation;
 mod tls;
