@@ -11,6 +11,9 @@
 //!   or deleted over many seeds: never more time than the last verified lease
 //!   allows, and the way back (support unbinds, activate again online).
 //! - `tls`: the appliance and the control plane over rustls with a pinned test CA.
+//! - `scenarios`: issue 6's scenarios on the real binaries as separate processes
+//!   (`e2e::procs`), days passing with libfaketime: lifecycle, offline, clock,
+//!   regenerate and rebind, clone, and SIGKILL of `appliance run` mid-heartbeat.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -18,4 +21,5 @@ mod corruption;
 mod faults;
 mod lifecycle;
 mod rotation;
+mod scenarios;
 mod tls;
