@@ -14,6 +14,9 @@
 //!   errors, resets, drops, truncations, delays, replays and forged denials
 //!   never lock the appliance inside its lease; a genuine signed denial does.
 //! - `tls`: the appliance and the control plane over rustls with a pinned test CA.
+//! - `scenarios`: issue 6's scenarios on the real binaries as separate processes
+//!   (`e2e::procs`), days passing with libfaketime: lifecycle, offline, clock,
+//!   regenerate and rebind, clone, and SIGKILL of `appliance run` mid-heartbeat.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -22,4 +25,5 @@ mod faults;
 mod lifecycle;
 mod mitm;
 mod rotation;
+mod scenarios;
 mod tls;
