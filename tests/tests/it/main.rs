@@ -10,9 +10,11 @@
 //! - `corruption`: the appliance's store truncated, bit-flipped, zeroed, padded
 //!   or deleted over many seeds: never more time than the last verified lease
 //!   allows, and the way back (support unbinds, activate again online).
-//! - `mitm`: scenario 5 of issue 6 on real sockets: the fault proxy's unsigned
-//!   errors, resets, drops, truncations, delays, replays and forged denials
-//!   never lock the appliance inside its lease; a genuine signed denial does.
+//! - `mitm`: issue 6's scenario 5 on the real binaries, with the fault proxy
+//!   (`e2e::fault_proxy`) between `appliance run` and `control-plane serve`:
+//!   unsigned errors, resets, drops, truncations, delays, replays and forged
+//!   denials never lock the appliance inside its lease; a replayed older lease
+//!   and a replayed genuine denial are refused; a genuine signed denial locks.
 //! - `tls`: the appliance and the control plane over rustls with a pinned test CA.
 //! - `scenarios`: issue 6's scenarios on the real binaries as separate processes
 //!   (`e2e::procs`), days passing with libfaketime: lifecycle, offline, clock,
