@@ -176,6 +176,26 @@ fn open_agent(common: &Common) -> Result<Arc<Agent>> {
     )))
 }
 
+/// How long `run` waits for a store another process holds.
+const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The agent for `run`. `status` and `check` open the store for a moment when
+/// no `run` answers on the socket; a `run` starting just then waits for them
+/// instead of going on without its store (it would report "unlicensed" and
+/// exit, or, supervising a child, never heartbeat). A store still held after
+/// [`STORE_WAIT`] (another `run`) is an error.
+async fn run_agent(common: &Common) -> Result<Arc<Agent>> {
+    let deadline = tokio::time::Instant::now() + STORE_WAIT;
+    loop {
+        let agent = open_agent(common)?;
+        match agent.busy() {
+            None => return Ok(agent),
+            Some(busy) if tokio::time::Instant::now() >= deadline => bail!("{busy}"),
+            Some(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+}
+
 /// The agent, when no running service answered on the status socket: the
 /// store must then be free, or the answer would be a guess.
 fn idle_agent(common: &Common) -> Result<Arc<Agent>> {
@@ -317,7 +337,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(exit_for(&status))
         }
         Command::Run { command } => {
-            let agent = open_agent(common)?;
+            let agent = run_agent(common).await?;
             let child = (!command.is_empty()).then_some(command);
             match run::run(agent, child, Some(socket_path(common)), shutdown_signal()).await {
                 Exit::Stopped => Ok(ExitCode::SUCCESS),

@@ -623,6 +623,29 @@ impl ControlPlaneProc {
             .collect()
     }
 
+    /// `GET path` on the API with the admin token, from the test process (for
+    /// tight loops, where starting the CLI each time would dominate); the
+    /// status and JSON body.
+    pub fn api_get(&self, path: &str) -> (u16, Value) {
+        let url = format!("{}{path}", self.url);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let response = reqwest::Client::new()
+                .get(&url)
+                .bearer_auth(&self.token)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap();
+            (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        })
+    }
+
     /// Writes the trust file appliances pin, from
     /// `GET /.well-known/licensing-trust.json`, into `path`.
     pub fn write_trust(&self, path: &Path) {
@@ -758,6 +781,11 @@ impl ApplianceProc {
         run_to_end(self.command(&["check"])).code
     }
 
+    /// `appliance run`, returned at once (see [`ApplianceProc::run`]).
+    pub fn spawn_run(&self) -> Running {
+        Running::spawn(&format!("{} run", self.name), self.command(&["run"]))
+    }
+
     /// `appliance run` (no child command), its output captured line by line.
     ///
     /// Returns once its status socket answers (or it has exited): until then
@@ -765,7 +793,7 @@ impl ApplianceProc {
     /// socket would open the store itself and make `run` find it busy.
     pub fn run(&self) -> Running {
         let socket = self.data_dir.join("status.sock");
-        let mut running = Running::spawn(&format!("{} run", self.name), self.command(&["run"]));
+        let mut running = self.spawn_run();
         wait_for(
             &format!("{} run to answer on {}", self.name, socket.display()),
             Duration::from_secs(30),
