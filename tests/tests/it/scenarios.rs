@@ -210,10 +210,9 @@ fn scenario_lifecycle() {
             state(&status)
         ),
     );
-    let expired = e2e::procs::wait_for("the control plane to expire the license", NOTICE, || {
+    e2e::procs::wait_for("the control plane to expire the license", NOTICE, || {
         (plane.show(&id)["status"] == "expired").then_some(())
     });
-    let _ = expired;
     assert!(
         plane
             .audit_actions(&id)
