@@ -176,6 +176,40 @@ fn open_agent(common: &Common) -> Result<Arc<Agent>> {
     )))
 }
 
+/// How long `run` waits for a store another process holds.
+const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The agent for `run`. `status` and `check` open the store for a moment when
+/// no `run` answers on the socket; a `run` starting just then waits for them
+/// instead of going on without its store (it would report "unlicensed" and
+/// exit, or, supervising a child, never heartbeat). A store still held after
+/// [`STORE_WAIT`] (another `run`) is an error.
+async fn run_agent(common: &Common) -> Result<Arc<Agent>> {
+    until_not_busy(|| open_agent(common), |agent| agent.busy(), STORE_WAIT).await
+}
+
+/// Calls `open` until `busy` says nothing holds what it opened, for at most
+/// `limit`; then the last reason is the error.
+async fn until_not_busy<T>(
+    mut open: impl FnMut() -> Result<T>,
+    busy: impl Fn(&T) -> Option<String>,
+    limit: std::time::Duration,
+) -> Result<T> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let opened = open()?;
+        match busy(&opened) {
+            None => return Ok(opened),
+            Some(why) if tokio::time::Instant::now() >= deadline => bail!("{why}"),
+            Some(_) => {
+                // Drop it before waiting, so this process holds nothing meanwhile.
+                drop(opened);
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
 /// The agent, when no running service answered on the status socket: the
 /// store must then be free, or the answer would be a guess.
 fn idle_agent(common: &Common) -> Result<Arc<Agent>> {
@@ -317,7 +351,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(exit_for(&status))
         }
         Command::Run { command } => {
-            let agent = open_agent(common)?;
+            let agent = run_agent(common).await?;
             let child = (!command.is_empty()).then_some(command);
             match run::run(agent, child, Some(socket_path(common)), shutdown_signal()).await {
                 Exit::Stopped => Ok(ExitCode::SUCCESS),
@@ -376,5 +410,44 @@ async fn shutdown_signal() {
         Err(_) => {
             let _ = ctrl_c.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn run_waits_for_a_briefly_held_store_and_gives_up_on_a_held_one() {
+        // Busy for the first three opens (a `status` holding the store), then free.
+        let mut opens = 0;
+        let opened = until_not_busy(
+            || {
+                opens += 1;
+                Ok(opens)
+            },
+            |n| (*n <= 3).then(|| "held".to_owned()),
+            STORE_WAIT,
+        )
+        .await;
+        assert_eq!(opened.ok(), Some(4));
+
+        // Held for good (another `run`): an error after the limit (a short
+        // real one here: the timeout is what is tested), not a busy agent.
+        let limit = Duration::from_millis(300);
+        let started = tokio::time::Instant::now();
+        let held = until_not_busy(|| Ok(()), |()| Some("held".to_owned()), limit).await;
+        assert_eq!(held.err().map(|e| e.to_string()).as_deref(), Some("held"));
+        assert!(started.elapsed() >= limit);
+
+        // An open that fails is not retried.
+        let failed = until_not_busy(
+            || -> Result<()> { bail!("unreadable trust file") },
+            |()| None,
+            STORE_WAIT,
+        )
+        .await;
+        assert!(failed.is_err());
     }
 }

@@ -16,7 +16,8 @@
 //! - `tidy`: no route is added outside `OpenApiRouter` (so none escapes the document).
 //! - `secrets_at_rest`: no secret appears in plaintext in the data directory.
 //! - `tls`: HTTPS with a pinned CA, certificate reload on SIGHUP, plain HTTP refused off loopback.
-//! - `durability`: the real binary killed with SIGKILL under load loses nothing acknowledged.
+//! - `durability`: scenario `crash` of issue 6: the real binary killed with SIGKILL under
+//!   load, 100 times, loses nothing acknowledged.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

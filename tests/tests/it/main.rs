@@ -10,12 +10,22 @@
 //! - `corruption`: the appliance's store truncated, bit-flipped, zeroed, padded
 //!   or deleted over many seeds: never more time than the last verified lease
 //!   allows, and the way back (support unbinds, activate again online).
+//! - `mitm`: issue 6's scenario 5 on the real binaries, with the fault proxy
+//!   (`e2e::fault_proxy`) between `appliance run` and `control-plane serve`:
+//!   unsigned errors, resets, drops, truncations, delays, replays and forged
+//!   denials never lock the appliance inside its lease; a replayed older lease
+//!   and a replayed genuine denial are refused; a genuine signed denial locks.
 //! - `tls`: the appliance and the control plane over rustls with a pinned test CA.
+//! - `scenarios`: issue 6's scenarios on the real binaries as separate processes
+//!   (`e2e::procs`), days passing with libfaketime: lifecycle, offline, clock,
+//!   regenerate and rebind, clone, and SIGKILL of `appliance run` mid-heartbeat.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod corruption;
 mod faults;
 mod lifecycle;
+mod mitm;
 mod rotation;
+mod scenarios;
 mod tls;
