@@ -609,6 +609,35 @@ impl ControlPlaneProc {
         self.cli_ok(&["licenses", "rebind", id, "--unbind"])
     }
 
+    /// `licenses rebind ID --fingerprint FILE`: the license moves to the box
+    /// whose `appliance fingerprint` output is in `fingerprint`.
+    pub fn rebind_to(&self, id: &str, fingerprint: &Path) -> Value {
+        let file = fingerprint.to_string_lossy();
+        self.cli_ok(&["licenses", "rebind", id, "--fingerprint", &file])
+    }
+
+    /// `settings set KEY=VALUE...`; the settings after the change.
+    pub fn settings_set(&self, changes: &[&str]) -> Value {
+        let mut args = vec!["settings", "set"];
+        args.extend_from_slice(changes);
+        self.cli_ok(&args)
+    }
+
+    /// `licenses sweep`: the health sweep now.
+    pub fn sweep(&self) -> Value {
+        self.cli_ok(&["licenses", "sweep"])
+    }
+
+    /// `control-plane audit verify` on the data directory; the server must be
+    /// stopped (sled locks the directory while it runs).
+    pub fn audit_verify(&self) -> Output {
+        let mut command = Command::new(bin("control-plane"));
+        command
+            .args(["audit", "verify", "--data-dir"])
+            .arg(self.dir.path().join("data"));
+        run_to_end(command)
+    }
+
     /// The audit records about `target` (`audit list --target`), oldest first.
     pub fn audit(&self, target: &str) -> Vec<Value> {
         let answer = self.cli_ok(&["audit", "list", "--target", target, "--limit", "1000"]);
@@ -774,6 +803,16 @@ impl ApplianceProc {
         } else {
             Err(out)
         }
+    }
+
+    /// `appliance fingerprint --license-id ID` (what support needs for a
+    /// rebind), written to a file in the appliance's directory; its path.
+    pub fn fingerprint(&self, license_id: &str) -> PathBuf {
+        let out = run_to_end(self.command(&["fingerprint", "--license-id", license_id]));
+        assert_eq!(out.code, Some(0), "{}: fingerprint: {out:?}", self.name);
+        let path = self.dir.path().join("fingerprint.json");
+        std::fs::write(&path, &out.stdout).unwrap();
+        path
     }
 
     /// `appliance check`: its exit code.
