@@ -22,13 +22,17 @@
 //! *running* process moves in time when the file changes (the file is replaced
 //! by a rename, so no reader sees half of it).
 //!
-//! Monotonic time is left alone (`FAKETIME_DONT_FAKE_MONOTONIC=1`), on purpose:
-//! - tokio's timers run on the monotonic clock. Faked, a jump back of a day
-//!   would stall every sleep of `appliance run` for a day, and a jump forward
-//!   would fire them all at once; the loop must keep its real rhythm.
-//! - The agent's tamper check compares wall time with monotonic time since its
-//!   anchor. A real owner who sets the clock back moves only the wall clock, and
-//!   that is what the tests must model: wall clock faked, monotonic real.
+//! Monotonic time is left alone (`FAKETIME_DONT_FAKE_MONOTONIC=1`), on purpose,
+//! after trying both on a running `appliance run` whose control plane was down
+//! and whose clock was then set back a day:
+//! - faked, tokio's timers (which run on the monotonic clock) stalled: no
+//!   heartbeat attempt and no clock check for the 25 s watched, and `run` never
+//!   noticed the change (it would have slept for a day; a jump forward would
+//!   fire every sleep at once instead);
+//! - left real, the next check (within 10 s) saw the wall clock behind what
+//!   monotonic time allows, locked with `clock_tamper` and exited 1, which is
+//!   what a real box does: an owner who sets the clock back moves only the wall
+//!   clock. `scenario_clock` keeps that case.
 //!
 //! Only the wall clock of the processes given the clock moves. The appliance's
 //! clock is faked in every scenario that passes days; the control plane stays on

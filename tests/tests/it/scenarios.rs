@@ -370,7 +370,7 @@ fn scenario_clock() {
     let s = "clock";
     let tmp = tempfile::tempdir().unwrap();
     let clock = fake_clock(&tmp);
-    let plane = ControlPlaneProc::start(PlaneOptions::default());
+    let mut plane = ControlPlaneProc::start(PlaneOptions::default());
     let (id, key) = issue_fast(&plane, "clock-co");
     let app = activated(&plane, "box", Some(clock.clone()), &id, &key);
     let mut run = app.run();
@@ -431,6 +431,46 @@ fn scenario_clock() {
         ),
     );
     assert_eq!(back.stop(), Some(0));
+
+    // A running `run` with no heartbeat to heal it (control plane down): its
+    // own check catches the clock set back (wall against monotonic time, which
+    // libfaketime leaves real) and it exits.
+    plane.stop();
+    let mut running = app.run();
+    let (code, status) = app.status();
+    assert_eq!(code, Some(0), "{status}");
+    assert!(running.is_running());
+    clock.set_offset(clock.offset() - DAY);
+    let code = running.wait_exit(NOTICE);
+    assert_eq!(code, Some(1), "{}", running.output());
+    let (_, status) = app.status();
+    assert_eq!(state(&status), "locked(clock_tamper)", "{status}");
+    assert!(
+        running.output().contains("the clock was set back"),
+        "{}",
+        running.output()
+    );
+    say(
+        s,
+        t,
+        format!(
+            "control plane down, run running, clock set back 1 day: run exited {code:?}, locked(clock_tamper)"
+        ),
+    );
+    plane.restart();
+    let mut again = app.run();
+    let status = app.wait_heartbeat(seq(&status), NOTICE);
+    assert_eq!(state(&status), "active", "{status}");
+    assert!(again.is_running());
+    say(
+        s,
+        t,
+        format!(
+            "control plane back: the next run's heartbeat (seq {}) recovered: active",
+            seq(&status)
+        ),
+    );
+    assert_eq!(again.stop(), Some(0));
 }
 
 /// Scenario 4: a regenerated key locks the box with a signed `invalid_key`
