@@ -22,13 +22,17 @@
 //! *running* process moves in time when the file changes (the file is replaced
 //! by a rename, so no reader sees half of it).
 //!
-//! Monotonic time is left alone (`FAKETIME_DONT_FAKE_MONOTONIC=1`), on purpose:
-//! - tokio's timers run on the monotonic clock. Faked, a jump back of a day
-//!   would stall every sleep of `appliance run` for a day, and a jump forward
-//!   would fire them all at once; the loop must keep its real rhythm.
-//! - The agent's tamper check compares wall time with monotonic time since its
-//!   anchor. A real owner who sets the clock back moves only the wall clock, and
-//!   that is what the tests must model: wall clock faked, monotonic real.
+//! Monotonic time is left alone (`FAKETIME_DONT_FAKE_MONOTONIC=1`), on purpose,
+//! after trying both on a running `appliance run` whose control plane was down
+//! and whose clock was then set back a day:
+//! - faked, tokio's timers (which run on the monotonic clock) stalled: no
+//!   heartbeat attempt and no clock check for the 25 s watched, and `run` never
+//!   noticed the change (it would have slept for a day; a jump forward would
+//!   fire every sleep at once instead);
+//! - left real, the next check (within 10 s) saw the wall clock behind what
+//!   monotonic time allows, locked with `clock_tamper` and exited 1, which is
+//!   what a real box does: an owner who sets the clock back moves only the wall
+//!   clock. `scenario_clock` keeps that case.
 //!
 //! Only the wall clock of the processes given the clock moves. The appliance's
 //! clock is faked in every scenario that passes days; the control plane stays on
@@ -609,6 +613,35 @@ impl ControlPlaneProc {
         self.cli_ok(&["licenses", "rebind", id, "--unbind"])
     }
 
+    /// `licenses rebind ID --fingerprint FILE`: the license moves to the box
+    /// whose `appliance fingerprint` output is in `fingerprint`.
+    pub fn rebind_to(&self, id: &str, fingerprint: &Path) -> Value {
+        let file = fingerprint.to_string_lossy();
+        self.cli_ok(&["licenses", "rebind", id, "--fingerprint", &file])
+    }
+
+    /// `settings set KEY=VALUE...`; the settings after the change.
+    pub fn settings_set(&self, changes: &[&str]) -> Value {
+        let mut args = vec!["settings", "set"];
+        args.extend_from_slice(changes);
+        self.cli_ok(&args)
+    }
+
+    /// `licenses sweep`: the health sweep now.
+    pub fn sweep(&self) -> Value {
+        self.cli_ok(&["licenses", "sweep"])
+    }
+
+    /// `control-plane audit verify` on the data directory; the server must be
+    /// stopped (sled locks the directory while it runs).
+    pub fn audit_verify(&self) -> Output {
+        let mut command = Command::new(bin("control-plane"));
+        command
+            .args(["audit", "verify", "--data-dir"])
+            .arg(self.dir.path().join("data"));
+        run_to_end(command)
+    }
+
     /// The audit records about `target` (`audit list --target`), oldest first.
     pub fn audit(&self, target: &str) -> Vec<Value> {
         let answer = self.cli_ok(&["audit", "list", "--target", target, "--limit", "1000"]);
@@ -774,6 +807,16 @@ impl ApplianceProc {
         } else {
             Err(out)
         }
+    }
+
+    /// `appliance fingerprint --license-id ID` (what support needs for a
+    /// rebind), written to a file in the appliance's directory; its path.
+    pub fn fingerprint(&self, license_id: &str) -> PathBuf {
+        let out = run_to_end(self.command(&["fingerprint", "--license-id", license_id]));
+        assert_eq!(out.code, Some(0), "{}: fingerprint: {out:?}", self.name);
+        let path = self.dir.path().join("fingerprint.json");
+        std::fs::write(&path, &out.stdout).unwrap();
+        path
     }
 
     /// `appliance check`: its exit code.

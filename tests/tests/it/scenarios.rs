@@ -65,7 +65,10 @@ fn scenario_clone() {
     let t = Instant::now();
     let s = "clone";
     let plane = ControlPlaneProc::start(PlaneOptions::default());
-    let (id, key) = issue_fast(&plane, "clone-co");
+    // The fleet-wide interval this time (10 s is the settings' minimum).
+    let settings = plane.settings_set(&[&format!("heartbeat_interval_secs={HB}")]);
+    assert_eq!(settings["heartbeat_interval_secs"], HB, "{settings}");
+    let (id, key) = plane.issue("clone-co", &[]);
     let original = activated(&plane, "original", None, &id, &key);
     let mut run = original.run();
     let status = original.wait_heartbeat(1, NOTICE);
@@ -153,7 +156,7 @@ fn scenario_lifecycle() {
     let s = "lifecycle";
     let tmp = tempfile::tempdir().unwrap();
     let clock = fake_clock(&tmp);
-    let plane = ControlPlaneProc::start(PlaneOptions {
+    let mut plane = ControlPlaneProc::start(PlaneOptions {
         sweep_interval_secs: Some(1),
         clock: Some(clock.clone()),
     });
@@ -256,6 +259,10 @@ fn scenario_lifecycle() {
         ),
     );
     assert_eq!(back.stop(), Some(0));
+    plane.stop();
+    let verify = plane.audit_verify();
+    assert_eq!(verify.code, Some(0), "{verify:?}");
+    say(s, t, "control plane stopped: audit verify exits 0");
 }
 
 /// Scenario 2: the control plane stopped; at day 13 the appliance runs with the
@@ -363,7 +370,7 @@ fn scenario_clock() {
     let s = "clock";
     let tmp = tempfile::tempdir().unwrap();
     let clock = fake_clock(&tmp);
-    let plane = ControlPlaneProc::start(PlaneOptions::default());
+    let mut plane = ControlPlaneProc::start(PlaneOptions::default());
     let (id, key) = issue_fast(&plane, "clock-co");
     let app = activated(&plane, "box", Some(clock.clone()), &id, &key);
     let mut run = app.run();
@@ -424,6 +431,46 @@ fn scenario_clock() {
         ),
     );
     assert_eq!(back.stop(), Some(0));
+
+    // A running `run` with no heartbeat to heal it (control plane down): its
+    // own check catches the clock set back (wall against monotonic time, which
+    // libfaketime leaves real) and it exits.
+    plane.stop();
+    let mut running = app.run();
+    let (code, status) = app.status();
+    assert_eq!(code, Some(0), "{status}");
+    assert!(running.is_running());
+    clock.set_offset(clock.offset() - DAY);
+    let code = running.wait_exit(NOTICE);
+    assert_eq!(code, Some(1), "{}", running.output());
+    let (_, status) = app.status();
+    assert_eq!(state(&status), "locked(clock_tamper)", "{status}");
+    assert!(
+        running.output().contains("the clock was set back"),
+        "{}",
+        running.output()
+    );
+    say(
+        s,
+        t,
+        format!(
+            "control plane down, run running, clock set back 1 day: run exited {code:?}, locked(clock_tamper)"
+        ),
+    );
+    plane.restart();
+    let mut again = app.run();
+    let status = app.wait_heartbeat(seq(&status), NOTICE);
+    assert_eq!(state(&status), "active", "{status}");
+    assert!(again.is_running());
+    say(
+        s,
+        t,
+        format!(
+            "control plane back: the next run's heartbeat (seq {}) recovered: active",
+            seq(&status)
+        ),
+    );
+    assert_eq!(again.stop(), Some(0));
 }
 
 /// Scenario 4: a regenerated key locks the box with a signed `invalid_key`
@@ -482,7 +529,16 @@ fn scenario_regenerate_rebind() {
     );
 
     let s = "rebind";
-    plane.unbind(&id);
+    // The replacement box: another data directory (so another device key) on
+    // this host; support rebinds to the fingerprint it reports.
+    let b = ApplianceProc::new("box-b", &plane, None);
+    let fingerprint = b.fingerprint(&id);
+    let rebound = plane.rebind_to(&id, &fingerprint);
+    assert_eq!(
+        card(&rebound)["binding"]["device_key"],
+        Value::Null,
+        "{rebound}"
+    );
     let code = run.wait_exit(NOTICE);
     assert_eq!(code, Some(1), "{}", run.output());
     let (_, status) = a.status();
@@ -490,9 +546,10 @@ fn scenario_regenerate_rebind() {
     say(
         s,
         t,
-        format!("rebind --unbind: box-a got a signed rebound, run exited {code:?}"),
+        format!("rebind --fingerprint (box-b's): box-a got a signed rebound, run exited {code:?}"),
     );
-    let b = activated(&plane, "box-b", None, &id, &new_key);
+    let out = b.activate(&plane.url, &id, &new_key);
+    assert_eq!(out.code, Some(0), "box-b activate: {out:?}");
     let mut run_b = b.run();
     let status = b.wait_heartbeat(1, NOTICE);
     assert!(run_b.is_running());
