@@ -10,12 +10,15 @@
 //! - `corruption`: the appliance's store truncated, bit-flipped, zeroed, padded
 //!   or deleted over many seeds: never more time than the last verified lease
 //!   allows, and the way back (support unbinds, activate again online).
+//! - `fuzz_smoke`: the bounded CI run of the fuzz targets (`fuzz/`): the
+//!   committed corpus and a few thousand mutations of it.
 //! - `tls`: the appliance and the control plane over rustls with a pinned test CA.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod corruption;
 mod faults;
+mod fuzz_smoke;
 mod lifecycle;
 mod rotation;
 mod tls;
