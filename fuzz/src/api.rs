@@ -87,6 +87,12 @@ impl Api {
     /// Opens a control plane on a fresh temp dir and provisions it. Panics on
     /// failure: the harness, not the code under test, is broken then.
     pub fn open() -> Api {
+        if let Ok(filter) = std::env::var("FUZZ_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_writer(std::io::stderr)
+                .try_init();
+        }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -282,12 +288,10 @@ impl Api {
             RequestKind::Activate
         };
         let mut body = body.to_vec();
-        if resign {
-            if let Ok(template) = serde_json::from_slice::<DeviceRequest>(&body) {
-                // Re-signing keeps the fuzzed fields but makes the signature,
-                // license id, device key and counter genuine.
-                body = self.sign(kind, &id, &key, Some(template));
-            }
+        if resign && let Ok(template) = serde_json::from_slice::<DeviceRequest>(&body) {
+            // Re-signing keeps the fuzzed fields but makes the signature,
+            // license id, device key and counter genuine.
+            body = self.sign(kind, &id, &key, Some(template));
         }
         let token = match auth {
             Auth::Admin => self.admin.as_str(),
