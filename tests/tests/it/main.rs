@@ -15,6 +15,8 @@
 //!   unsigned errors, resets, drops, truncations, delays, replays and forged
 //!   denials never lock the appliance inside its lease; a replayed older lease
 //!   and a replayed genuine denial are refused; a genuine signed denial locks.
+//! - `fuzz_smoke`: the bounded CI run of the fuzz targets (`fuzz/`): the
+//!   committed corpus and a few thousand mutations of it.
 //! - `tls`: the appliance and the control plane over rustls with a pinned test CA.
 //! - `scenarios`: issue 6's scenarios on the real binaries as separate processes
 //!   (`e2e::procs`), days passing with libfaketime: lifecycle, offline, clock,
@@ -24,6 +26,7 @@
 
 mod corruption;
 mod faults;
+mod fuzz_smoke;
 mod lifecycle;
 mod mitm;
 mod rotation;
