@@ -164,7 +164,7 @@ struct ServeArgs {
     #[arg(long, env = "CONTROL_PLANE_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
     /// Allow plain HTTP on an address other than loopback (behind a TLS-terminating proxy)
-    #[arg(long, env = "CONTROL_PLANE_ALLOW_PLAIN_HTTP")]
+    #[arg(long, env = "CONTROL_PLANE_ALLOW_PLAIN_HTTP", value_parser = clap::builder::BoolishValueParser::new())]
     allow_plain_http: bool,
     /// Activations per minute per client IP; 0 turns the limit off [default: 60]
     #[arg(long, env = "CONTROL_PLANE_ACTIVATIONS_PER_MINUTE")]

@@ -91,8 +91,8 @@ struct CertifyArgs {
         required_unless_present = "subject_pub"
     )]
     subject: Option<PathBuf>,
-    /// The key to certify: its base64url public key
-    #[arg(long, value_name = "BASE64URL")]
+    /// The key to certify: its base64url public key (which may start with `-`)
+    #[arg(long, value_name = "BASE64URL", allow_hyphen_values = true)]
     subject_pub: Option<String>,
     /// What the certified key may sign: `lease` (a signing key) or `root` (a new root)
     #[arg(long, default_value = "lease", value_parser = parse_use)]
@@ -120,10 +120,14 @@ struct TrustExportArgs {
     #[arg(long = "root", value_name = "FILE")]
     roots: Vec<PathBuf>,
     /// A root to pin, as a base64url public key; repeatable
-    #[arg(long = "root-pub", value_name = "BASE64URL")]
+    #[arg(
+        long = "root-pub",
+        value_name = "BASE64URL",
+        allow_hyphen_values = true
+    )]
     root_pubs: Vec<String>,
     /// A kid to list as revoked; repeatable
-    #[arg(long = "revoke", value_name = "KID")]
+    #[arg(long = "revoke", value_name = "KID", allow_hyphen_values = true)]
     revoked: Vec<String>,
     /// Write the trust file here instead of standard output
     #[arg(long, value_name = "FILE")]

@@ -191,8 +191,8 @@ pub struct AuditListArgs {
     #[command(flatten)]
     conn: ConnArgs,
     /// Only records about this target: a license id (staff may), or a user id,
-    /// a key id, `settings` (super_admin)
-    #[arg(long)]
+    /// a key id (which may start with `-`), `settings` (super_admin)
+    #[arg(long, allow_hyphen_values = true)]
     target: Option<String>,
     /// Only this action (license.revoke, settings.update...)
     #[arg(long)]
