@@ -455,34 +455,20 @@ async fn licenses_inner(args: LicensesArgs) -> Result<()> {
             let answer = conn.call(Method::GET, &["licenses"], &q, None).await?;
             print(json, &answer, |v| {
                 more(v);
-                let rows: Vec<Vec<String>> = v["items"]
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|l| {
-                        vec![
-                            render::cell(&l["id"]),
-                            render::cell(&l["customer"]),
-                            render::cell(&l["status"]),
-                            render::first(l, &["entitlements.product", "product"]),
-                            render::first(l, &["last_heartbeat.at", "last_heartbeat_at"]),
-                            render::cell(&l["grace_expires_at"]),
-                            render::cell(&l["subscription_ends_at"]),
-                        ]
-                    })
-                    .collect();
-                render::table(
+                render::list(
+                    &v["items"],
                     &[
-                        "ID",
-                        "CUSTOMER",
-                        "STATUS",
-                        "PRODUCT",
-                        "LAST HEARTBEAT",
-                        "GRACE UNTIL",
-                        "SUBSCRIPTION END",
+                        ("ID", &["id"]),
+                        ("CUSTOMER", &["customer"]),
+                        ("STATUS", &["status"]),
+                        ("PRODUCT", &["entitlements.product", "product"]),
+                        (
+                            "LAST HEARTBEAT",
+                            &["last_heartbeat.at", "last_heartbeat_at"],
+                        ),
+                        ("GRACE UNTIL", &["grace_expires_at"]),
+                        ("SUBSCRIPTION END", &["subscription_ends_at"]),
                     ],
-                    &rows,
                 )
             })
         }
@@ -661,32 +647,16 @@ async fn signing_keys_inner(args: SigningKeysArgs) -> Result<()> {
         SigningKeysCommand::List => {
             let answer = conn.call(Method::GET, &["signing-keys"], &[], None).await?;
             print(json, &answer, |v| {
-                let rows: Vec<Vec<String>> = v["items"]
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|k| {
-                        vec![
-                            render::cell(&k["kid"]),
-                            render::cell(&k["role"]),
-                            render::cell(&k["state"]),
-                            render::cell(&k["certificate_expires_at"]),
-                            render::cell(&k["live_leases"]),
-                            render::cell(&k["created_at"]),
-                        ]
-                    })
-                    .collect();
-                render::table(
+                render::list(
+                    &v["items"],
                     &[
-                        "KID",
-                        "ROLE",
-                        "STATE",
-                        "CERTIFICATE END",
-                        "LIVE LEASES",
-                        "CREATED",
+                        ("KID", &["kid"]),
+                        ("ROLE", &["role"]),
+                        ("STATE", &["state"]),
+                        ("CERTIFICATE END", &["certificate_expires_at"]),
+                        ("LIVE LEASES", &["live_leases"]),
+                        ("CREATED", &["created_at"]),
                     ],
-                    &rows,
                 )
             })
         }
@@ -750,23 +720,17 @@ async fn audit_inner(args: AuditListArgs) -> Result<()> {
     let answer = conn.call(Method::GET, &["audit"], &q, None).await?;
     print(args.conn.json, &answer, |v| {
         more(v);
-        let rows: Vec<Vec<String>> = v["items"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-            .iter()
-            .map(|r| {
-                vec![
-                    render::cell(&r["seq"]),
-                    render::cell(&r["at"]),
-                    render::cell(&r["action"]),
-                    render::cell(&r["target"]),
-                    render::cell(&r["actor_name"]),
-                    render::cell(&r["ip"]),
-                ]
-            })
-            .collect();
-        render::table(&["SEQ", "AT", "ACTION", "TARGET", "ACTOR", "IP"], &rows)
+        render::list(
+            &v["items"],
+            &[
+                ("SEQ", &["seq"]),
+                ("AT", &["at"]),
+                ("ACTION", &["action"]),
+                ("TARGET", &["target"]),
+                ("ACTOR", &["actor_name"]),
+                ("IP", &["ip"]),
+            ],
+        )
     })
 }
 
@@ -778,25 +742,16 @@ async fn users_inner(args: UsersArgs) -> Result<()> {
         UsersCommand::List => {
             let answer = conn.call(Method::GET, &["users"], &[], None).await?;
             print(json, &answer, |v| {
-                let rows: Vec<Vec<String>> = v
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|u| {
-                        vec![
-                            render::cell(&u["id"]),
-                            render::cell(&u["name"]),
-                            render::cell(&u["role"]),
-                            render::cell(&u["customer"]),
-                            render::cell(&u["created_at"]),
-                            render::cell(&u["disabled"]),
-                        ]
-                    })
-                    .collect();
-                render::table(
-                    &["ID", "NAME", "ROLE", "CUSTOMER", "CREATED", "DISABLED"],
-                    &rows,
+                render::list(
+                    v,
+                    &[
+                        ("ID", &["id"]),
+                        ("NAME", &["name"]),
+                        ("ROLE", &["role"]),
+                        ("CUSTOMER", &["customer"]),
+                        ("CREATED", &["created_at"]),
+                        ("DISABLED", &["disabled"]),
+                    ],
                 )
             })
         }

@@ -37,6 +37,25 @@ pub fn first(value: &Value, paths: &[&str]) -> String {
         .map_or_else(|| "-".into(), cell)
 }
 
+/// A table of the objects in the array `items`: one column per `(header,
+/// paths)`, each cell the first non-null of the paths ([`first`]).
+pub fn list(items: &Value, columns: &[(&str, &[&str])]) -> String {
+    let headers: Vec<&str> = columns.iter().map(|(header, _)| *header).collect();
+    let rows: Vec<Vec<String>> = items
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|item| {
+            columns
+                .iter()
+                .map(|(_, paths)| first(item, paths))
+                .collect()
+        })
+        .collect();
+    table(&headers, &rows)
+}
+
 /// Columns padded to their widest cell, two spaces apart, no trailing blanks.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
