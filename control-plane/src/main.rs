@@ -460,7 +460,7 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
         std::net::TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
     // Also without TLS: SIGHUP's default action would kill the server, and
     // `systemctl reload` sends it.
-    tokio::spawn(reload_on_sighup(tls.clone()));
+    watch_sighup(tls.clone());
     let addr = listener.local_addr()?;
     match tls {
         Some(tls) => {
@@ -529,7 +529,11 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 /// renewed certificate is served without a restart. A reload that fails is
 /// logged and the previous certificate stays in use. Without TLS there is
 /// nothing to reload and SIGHUP is only logged.
-async fn reload_on_sighup(tls: Option<Tls>) {
+///
+/// The handler is installed here, synchronously, before the server announces
+/// that it listens: a SIGHUP that arrives before a spawned task first ran
+/// would otherwise meet the default action and kill the server.
+fn watch_sighup(tls: Option<Tls>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -540,20 +544,22 @@ async fn reload_on_sighup(tls: Option<Tls>) {
                 return;
             }
         };
-        while hangups.recv().await.is_some() {
-            let Some(tls) = &tls else {
-                tracing::info!("SIGHUP: no TLS certificate to reload");
-                continue;
-            };
-            match tls.reload() {
-                Ok(()) => {
-                    tracing::info!(cert = %tls.files().cert.display(), "TLS certificate reloaded")
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "TLS reload failed; still serving the previous certificate")
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                let Some(tls) = &tls else {
+                    tracing::info!("SIGHUP: no TLS certificate to reload");
+                    continue;
+                };
+                match tls.reload() {
+                    Ok(()) => {
+                        tracing::info!(cert = %tls.files().cert.display(), "TLS certificate reloaded")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "TLS reload failed; still serving the previous certificate")
+                    }
                 }
             }
-        }
+        });
     }
     #[cfg(not(unix))]
     let _ = tls;
