@@ -461,20 +461,21 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
     // Also without TLS: SIGHUP's default action would kill the server, and
     // `systemctl reload` sends it.
     watch_sighup(tls.clone());
+    let shutdown = shutdown_signal();
     let addr = listener.local_addr()?;
     match tls {
         Some(tls) => {
             // Scripts and tests read this line to find the port.
             println!("listening on https://{addr}");
             tracing::info!(%addr, data_dir = %resolved.data_dir.display(), cert = %tls.files().cert.display(), "serving HTTPS");
-            control_plane::http::tls::serve_tls(listener, router, &tls, shutdown_signal()).await?;
+            control_plane::http::tls::serve_tls(listener, router, &tls, shutdown).await?;
         }
         None => {
             listener.set_nonblocking(true)?;
             let listener = tokio::net::TcpListener::from_std(listener)?;
             println!("listening on http://{addr}");
             tracing::info!(%addr, data_dir = %resolved.data_dir.display(), "serving plain HTTP");
-            control_plane::http::serve(listener, router, shutdown_signal()).await?;
+            control_plane::http::serve(listener, router, shutdown).await?;
         }
     }
     store.flush()?;
@@ -565,25 +566,33 @@ fn watch_sighup(tls: Option<Tls>) {
     let _ = tls;
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Resolves on SIGTERM or Ctrl-C (SIGINT). The handlers are installed when this
+/// is called, not when the future is first polled, so a stop signal sent right
+/// after the `listening` line still stops the server gracefully.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        async move {
+            match (term, interrupt) {
+                (Ok(mut term), Ok(mut interrupt)) => {
+                    tokio::select! {
+                        _ = term.recv() => {},
+                        _ = interrupt.recv() => {},
+                    }
                 }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
         }
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 async fn audit_verify(data_dir: &Path) -> Result<ExitCode> {

@@ -1,7 +1,8 @@
 //! `control-plane serve` over TLS, on the real binary: clients that pin the
 //! server's CA get through and others are refused; SIGHUP swaps the certificate
 //! without a restart and a broken replacement leaves the old one serving; plain
-//! HTTP is refused off loopback.
+//! HTTP is refused off loopback; SIGHUP without TLS, and SIGTERM the moment the
+//! server listens, are handled.
 
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
@@ -316,4 +317,32 @@ fn sighup_without_tls_is_harmless() {
         .unwrap()
         .status();
     assert_eq!(status, 200);
+}
+
+/// SIGTERM sent the moment the server says it listens stops it gracefully
+/// (exit 0, `stopped` logged after the store's last flush): the handlers are
+/// installed before that line is printed.
+#[test]
+fn a_sigterm_right_after_listening_stops_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path());
+    let mut server = Server::start(dir.path(), &[]);
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    server.wait_for_line("stopped");
+    let deadline = Instant::now() + DEADLINE;
+    let exit = loop {
+        if let Some(exit) = server.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(exit.code(), Some(0), "{exit:?}");
 }
