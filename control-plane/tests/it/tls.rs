@@ -161,6 +161,16 @@ fn get(ca: &TestCa, url: &str) -> Result<u16, String> {
     }
 }
 
+/// GET over plain HTTP (no proxy, bounded time).
+fn plain_get(addr: SocketAddr, path: &str) -> reqwest::Result<reqwest::blocking::Response> {
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()?
+        .get(format!("http://{addr}{path}"))
+        .send()
+}
+
 /// `control-plane init`; returns the admin token.
 fn init(dir: &Path) -> String {
     let out = command(dir)
@@ -198,13 +208,7 @@ fn https_with_a_pinned_ca_and_a_certificate_swapped_on_sighup() {
     let refused = get(&second, &server.url("/healthz")).unwrap_err();
     assert!(refused.contains("UnknownIssuer"), "{refused}");
     // Plain HTTP to the TLS port gets no HTTP answer.
-    let plain = reqwest::blocking::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-        .get(format!("http://{}/healthz", server.addr))
-        .send();
+    let plain = plain_get(server.addr, "/healthz");
     assert!(plain.is_err(), "{plain:?}");
 
     // The admin CLI pins the CA the same way: exit 3 (unreachable) otherwise.
@@ -307,15 +311,7 @@ fn sighup_without_tls_is_harmless() {
     let server = Server::start(dir.path(), &[]);
     server.hangup();
     server.wait_for_line("no TLS certificate to reload");
-    let status = reqwest::blocking::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-        .get(format!("http://{}/healthz", server.addr))
-        .send()
-        .unwrap()
-        .status();
+    let status = plain_get(server.addr, "/healthz").unwrap().status();
     assert_eq!(status, 200);
 }
 
