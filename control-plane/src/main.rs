@@ -453,6 +453,7 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
                 .heartbeats_per_minute
                 .unwrap_or(file_limits.heartbeats_per_minute),
         },
+        tls: tls.is_some(),
         ..control_plane::http::Options::default()
     };
     let router = control_plane::http::router_with(cp, options);

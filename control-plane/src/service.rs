@@ -27,6 +27,9 @@ use keys::{
 use serde_json::json;
 use std::sync::{Arc, RwLock};
 
+mod console;
+pub use console::{Login, SESSION_MAX_SECS, Session};
+
 /// How many times a read-modify-write is retried when another writer got there first.
 const CONFLICT_RETRIES: usize = 8;
 /// How long a signed denial is valid: long enough to reach the appliance.
@@ -179,6 +182,7 @@ pub struct ControlPlane {
     signer: RwLock<Arc<Signer>>,
     issuer: String,
     metrics: Metrics,
+    sessions: console::Sessions,
 }
 
 /// The root's certificate for a signing key, valid for `SIGNING_CERT_DAYS`.
@@ -346,6 +350,9 @@ impl ControlPlane {
             token_digests: vec![token.digest()],
             created_at: now,
             disabled: false,
+            password: None,
+            failed_logins: 0,
+            locked_until: None,
         };
         let actor = Actor::system();
         let root_kid = root_records
@@ -412,6 +419,7 @@ impl ControlPlane {
             signer: RwLock::new(Arc::new(signer)),
             issuer,
             metrics: Metrics::new(),
+            sessions: console::Sessions::default(),
         })
     }
 
@@ -607,6 +615,7 @@ impl ControlPlane {
             policy: request.policy,
             key_digest: key.digest(),
             key_sealed: self.kek.seal_license_key(&id, &key)?,
+            key_hint: Some(License::hint_of(key.expose())),
             retired_key_digests: vec![],
             binding: Binding::default(),
             rebound_devices: vec![],
@@ -661,6 +670,27 @@ impl ControlPlane {
             return Err(Error::NotFound("license"));
         }
         Ok(license)
+    }
+
+    /// Every license, for fleet-wide views (the console's heartbeats page).
+    pub async fn fleet(&self) -> Result<Vec<License>> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .licenses(&LicenseQuery {
+                    after,
+                    limit: 1000,
+                    ..LicenseQuery::default()
+                })
+                .await?;
+            all.extend(page.items);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(all),
+            }
+        }
     }
 
     pub async fn licenses(
@@ -873,6 +903,7 @@ impl ControlPlane {
                 License::remember(&mut license.retired_key_digests, old, RETIRED_KEYS_KEPT);
                 license.key_digest = key.digest();
                 license.key_sealed = sealed.clone();
+                license.key_hint = Some(License::hint_of(key.expose()));
                 Ok(vec![actor.event(
                     "license.regenerate",
                     id.as_str(),
@@ -1701,6 +1732,7 @@ impl ControlPlane {
         name: &str,
         role: Role,
         customer: Option<String>,
+        password: Option<String>,
     ) -> Result<(User, ApiToken)> {
         if name.trim().is_empty() || name.len() > 128 {
             return Err(Error::bad_request("name must be 1 to 128 characters"));
@@ -1710,6 +1742,13 @@ impl ControlPlane {
                 "customer is required for, and only for, the customer role",
             ));
         }
+        if self.store.users().await?.iter().any(|u| u.name == name) {
+            return Err(Error::bad_request(format!("a user named {name:?} exists")));
+        }
+        let password = match password {
+            Some(password) => Some(console::hash_password(password).await?),
+            None => None,
+        };
         let token = ApiToken::generate()?;
         let user = User {
             id: UserId::generate()?,
@@ -1719,6 +1758,9 @@ impl ControlPlane {
             token_digests: vec![token.digest()],
             created_at: self.now(),
             disabled: false,
+            password,
+            failed_logins: 0,
+            locked_until: None,
         };
         self.store
             .commit(

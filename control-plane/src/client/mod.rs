@@ -234,7 +234,37 @@ enum UsersCommand {
         /// The customer (required for the customer role, refused for the others)
         #[arg(long)]
         customer: Option<String>,
+        /// A file holding the user's console password (12 to 256 characters);
+        /// without it the user has API access only
+        #[arg(long)]
+        password_file: Option<std::path::PathBuf>,
     },
+    /// Set a user's console password (also lifts a sign-in lockout)
+    SetPassword {
+        /// The user's id (usr_...)
+        id: String,
+        /// A file holding the new password (12 to 256 characters)
+        #[arg(long)]
+        password_file: std::path::PathBuf,
+    },
+}
+
+/// A password from a file: its first line, without the line ending.
+fn read_password(path: &std::path::Path) -> Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure::Other(anyhow::anyhow!(
+            "reading the password file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let password = text.lines().next().unwrap_or_default().to_owned();
+    if password.is_empty() {
+        return Err(Failure::Usage(format!(
+            "the password file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(password)
 }
 
 #[derive(Args, Debug)]
@@ -759,10 +789,14 @@ async fn users_inner(args: UsersArgs) -> Result<()> {
             name,
             role,
             customer,
+            password_file,
         } => {
             let mut b = json!({"name": name, "role": role});
             if let Some(customer) = customer {
                 b["customer"] = json!(customer);
+            }
+            if let Some(path) = password_file {
+                b["password"] = json!(read_password(&path)?);
             }
             let answer = conn.call(Method::POST, &["users"], &[], body(&b)).await?;
             print(json, &answer, |v| {
@@ -773,6 +807,13 @@ async fn users_inner(args: UsersArgs) -> Result<()> {
                 }
                 out
             })
+        }
+        UsersCommand::SetPassword { id, password_file } => {
+            let b = json!({"password": read_password(&password_file)?});
+            let answer = conn
+                .call(Method::PUT, &["users", &id, "password"], &[], body(&b))
+                .await?;
+            print(json, &answer, |v| render::fields(v, &user_lead, &[]))
         }
     }
 }

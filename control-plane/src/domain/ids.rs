@@ -165,6 +165,11 @@ bearer_secret!(
     "A license key: the appliance's bearer credential for its own license."
 );
 bearer_secret!(
+    SessionToken,
+    "cs_",
+    "A console session cookie: a signed-in browser's bearer credential."
+);
+bearer_secret!(
     ApiToken,
     "at_",
     "An admin API token: a user's bearer credential."

@@ -225,6 +225,10 @@ pub struct License {
     pub key_digest: SecretDigest,
     /// The current license key, encrypted under the key-encryption key (for reveal).
     pub key_sealed: String,
+    /// The current key's last four characters, for the console's masked
+    /// `pk_•••…•Ab3f` (16 of its 256 bits: no help to a guesser).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_hint: Option<String>,
     /// Digests of superseded keys, newest last.
     pub retired_key_digests: Vec<SecretDigest>,
     pub binding: Binding,
@@ -246,6 +250,12 @@ pub struct License {
 }
 
 impl License {
+    /// The last four characters of a license key, as kept in [`License::key_hint`].
+    pub fn hint_of(key: &str) -> String {
+        let start = key.len().saturating_sub(4);
+        key.get(start..).unwrap_or_default().to_owned()
+    }
+
     /// Whether a box has ever been bound.
     pub fn is_bound(&self) -> bool {
         self.binding.device_key.is_some() || self.binding.bound_at.is_some()

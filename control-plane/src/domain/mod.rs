@@ -6,5 +6,6 @@
 pub mod audit;
 pub mod ids;
 pub mod license;
+pub mod password;
 pub mod settings;
 pub mod user;

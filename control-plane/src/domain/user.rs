@@ -2,6 +2,7 @@
 //! exactly the permissions [`Role::allows`] lists.
 
 use crate::domain::ids::{SecretDigest, UserId};
+use crate::domain::password::PasswordHash;
 use keys::UnixTime;
 use serde::{Deserialize, Serialize};
 
@@ -73,6 +74,27 @@ pub struct User {
     pub token_digests: Vec<SecretDigest>,
     pub created_at: UnixTime,
     pub disabled: bool,
+    /// The console password, hashed; `None`: the user cannot sign in to the console.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<PasswordHash>,
+    /// Console sign-in failures since the last success.
+    #[serde(default)]
+    pub failed_logins: u32,
+    /// Console sign-in is refused until then (after [`LOCKOUT_AFTER`] failures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<UnixTime>,
+}
+
+/// Consecutive failed console sign-ins that lock a user out for [`LOCKOUT_SECS`].
+pub const LOCKOUT_AFTER: u32 = 5;
+/// How long a lockout lasts. Each further failure after it starts a new one.
+pub const LOCKOUT_SECS: i64 = 15 * 60;
+
+impl User {
+    /// Whether console sign-in is locked at `now`.
+    pub fn is_locked(&self, now: UnixTime) -> bool {
+        self.locked_until.is_some_and(|until| now < until)
+    }
 }
 
 #[cfg(test)]

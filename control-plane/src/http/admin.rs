@@ -2,7 +2,7 @@
 
 use super::AppState;
 use super::error::{ApiResult, ErrorBody};
-use super::extract::{Authorized, CanManage, Json, Query, StaffRead};
+use super::extract::{Authorized, CanManage, Json, Path, Query, StaffRead};
 use super::wire::*;
 use crate::domain::settings::Settings;
 use crate::error::Error;
@@ -19,6 +19,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_settings, put_settings))
         .routes(routes!(audit))
         .routes(routes!(users, create_user))
+        .routes(routes!(set_password))
         .routes(routes!(jwks))
         .routes(routes!(trust))
         .routes(routes!(healthz))
@@ -118,6 +119,7 @@ async fn audit(
             until: time(query.until, "until")?,
             after: query.cursor,
             limit,
+            newest_first: false,
         })
         .await?;
     Ok(axum::Json(AuditPage {
@@ -166,7 +168,13 @@ async fn create_user(
 ) -> ApiResult<(StatusCode, axum::Json<CreatedUser>)> {
     let (user, token) = state
         .cp
-        .create_user(&auth.actor, &body.name, body.role, body.customer)
+        .create_user(
+            &auth.actor,
+            &body.name,
+            body.role,
+            body.customer,
+            body.password,
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -176,6 +184,38 @@ async fn create_user(
             note: "the API token is shown once; store it now".to_owned(),
         }),
     ))
+}
+
+/// Sets a user's console password (audited as user.password_set). It also
+/// lifts a sign-in lockout and ends the user's console sessions.
+#[utoipa::path(
+    put, path = "/users/{id}/password", tag = "users",
+    security(("api_token" = [])),
+    params(("id" = String, Path, description = "The user id (usr_...)")),
+    request_body = PasswordBody,
+    responses(
+        (status = 200, description = "Set (user.password_set)", body = UserView),
+        (status = 400, description = "Invalid password or id", body = ErrorBody),
+        (status = 401, description = "No valid API token", body = ErrorBody),
+        (status = 403, description = "Lacks signing.manage", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+    )
+)]
+async fn set_password(
+    State(state): State<AppState>,
+    auth: Authorized<CanManage>,
+    Path(id): Path<String>,
+    Json(body): Json<PasswordBody>,
+) -> ApiResult<axum::Json<UserView>> {
+    let id = crate::domain::ids::UserId::parse(&id)
+        .ok_or_else(|| Error::bad_request("not a user id"))?;
+    let user = state
+        .cp
+        .set_password(&auth.actor, &id, body.password)
+        .await?;
+    Ok(axum::Json(UserView::from(&user)))
 }
 
 /// The public keys (roots and signing keys not revoked) as a JWKS, so any JOSE

@@ -8,6 +8,7 @@
 //! and [`tls::serve_tls`] bind it to a listener.
 
 pub mod admin;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod licenses;
@@ -37,6 +38,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub cp: Arc<ControlPlane>,
+    /// Console cookies are marked `Secure` (the server speaks TLS).
+    pub secure_cookies: bool,
 }
 
 /// How the router is set up beyond the control plane it serves.
@@ -45,6 +48,8 @@ pub struct Options {
     /// Requests taking longer are answered 408.
     pub timeout: Duration,
     pub rate_limits: rate_limit::RateLimits,
+    /// The server speaks TLS: console cookies are marked `Secure`.
+    pub tls: bool,
 }
 
 impl Default for Options {
@@ -52,6 +57,7 @@ impl Default for Options {
         Options {
             timeout: REQUEST_TIMEOUT,
             rate_limits: rate_limit::RateLimits::default(),
+            tls: false,
         }
     }
 }
@@ -95,6 +101,7 @@ pub fn router_with(cp: Arc<ControlPlane>, options: Options) -> Router {
     let metrics = cp.metrics().clone();
     let (routes, _) = api().split_for_parts();
     routes
+        .merge(console::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -123,7 +130,10 @@ pub fn router_with(cp: Arc<ControlPlane>, options: Options) -> Router {
             metrics,
             observe::track_latency,
         ))
-        .with_state(AppState { cp })
+        .with_state(AppState {
+            cp,
+            secure_cookies: options.tls,
+        })
 }
 
 /// The timeout layer answers with an empty body; give it the API's error format.

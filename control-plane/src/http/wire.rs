@@ -85,13 +85,41 @@ pub struct RebindBody {
     pub unbind: bool,
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserBody {
     pub name: String,
     pub role: Role,
     #[serde(default)]
     pub customer: Option<String>,
+    /// A console password (12 to 256 characters); without one the user has
+    /// API access only.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordBody {
+    /// The new console password, 12 to 256 characters.
+    pub password: String,
+}
+
+impl std::fmt::Debug for CreateUserBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateUserBody")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("customer", &self.customer)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for PasswordBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordBody(<redacted>)")
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -221,6 +249,10 @@ pub struct UserView {
     pub customer: Option<String>,
     pub created_at: WireTime,
     pub disabled: bool,
+    /// Whether the user has a console password.
+    pub console: bool,
+    /// Console sign-in is locked until then (repeated failures).
+    pub locked_until: Option<WireTime>,
 }
 
 impl From<&User> for UserView {
@@ -232,6 +264,8 @@ impl From<&User> for UserView {
             customer: u.customer.clone(),
             created_at: WireTime(u.created_at),
             disabled: u.disabled,
+            console: u.password.is_some(),
+            locked_until: wire(u.locked_until),
         }
     }
 }

@@ -122,9 +122,12 @@ pub struct AuditQuery {
     pub action: Option<String>,
     pub from: Option<UnixTime>,
     pub until: Option<UnixTime>,
-    /// Return records with `seq` strictly after this one.
+    /// Return records with `seq` strictly after this one (strictly before it
+    /// when `newest_first`).
     pub after: Option<u64>,
     pub limit: usize,
+    /// Newest first (the console's audit page) instead of oldest first.
+    pub newest_first: bool,
 }
 
 /// A page of results and the cursor of the next one.

@@ -323,11 +323,18 @@ impl Store for SledStore {
     }
 
     async fn audit(&self, query: &AuditQuery) -> Result<Page<AuditRecord, u64>> {
-        let start = query.after.map_or(1, |a| a.saturating_add(1));
         let limit = query.limit.max(1);
         let mut items = Vec::new();
         let mut next = None;
-        for entry in self.audit.range(start.to_be_bytes()..) {
+        let entries: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
+            if query.newest_first {
+                let end = query.after.unwrap_or(u64::MAX);
+                Box::new(self.audit.range(..end.to_be_bytes()).rev())
+            } else {
+                let start = query.after.map_or(1, |a| a.saturating_add(1));
+                Box::new(self.audit.range(start.to_be_bytes()..))
+            };
+        for entry in entries {
             let (_, value) = entry.map_err(store_err)?;
             let record: AuditRecord = decode(&value)?;
             let keep = query
@@ -415,6 +422,7 @@ mod tests {
             policy: Default::default(),
             key_digest: key.digest(),
             key_sealed: "sealed".into(),
+            key_hint: None,
             retired_key_digests: vec![],
             binding: Binding::default(),
             rebound_devices: vec![],

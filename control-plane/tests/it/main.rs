@@ -5,6 +5,8 @@
 //!   every admin command's JSON answer, the human tables, and the exit codes.
 //! - `support`: an in-process control plane on a temp dir with a manual clock,
 //!   users of every role, a simulated appliance, and `call` (router `oneshot`).
+//! - `console`: the web console through the router: sign-in, lockout, sessions, CSRF,
+//!   each role's pages, the customer's banners, keys shown once.
 //! - `routes`: every endpoint's happy path and refusals.
 //! - `rate_limits`: activations per IP, heartbeats per license, failed authentications per IP.
 //! - `permissions`: every route × every kind of caller → the exact status.
@@ -23,6 +25,7 @@
 
 mod admin_cli;
 mod cli;
+mod console;
 mod durability;
 mod observability;
 mod openapi;

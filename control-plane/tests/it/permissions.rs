@@ -83,6 +83,7 @@ enum Route {
     AuditOfLicense,
     ListUsers,
     CreateUser,
+    SetPassword,
     Jwks,
     Trust,
     Healthz,
@@ -120,6 +121,7 @@ impl Route {
             Route::AuditOfLicense => "GET /audit?target={id}",
             Route::ListUsers => "GET /users",
             Route::CreateUser => "POST /users",
+            Route::SetPassword => "PUT /users/{id}/password",
             Route::Jwks => "GET /.well-known/jwks.json",
             Route::Trust => "GET /.well-known/licensing-trust.json",
             Route::Healthz => "GET /healthz",
@@ -174,6 +176,7 @@ const MATRIX: &[(Route, [u16; 8])] = &[
     (Route::AuditOfLicense, [ 401, 403, 403, 200, 200, 200, 401, 401]),
     (Route::ListUsers,      [ 401, 403, 403, 403, 403, 200, 401, 401]),
     (Route::CreateUser,     [ 401, 403, 403, 403, 403, 201, 401, 401]),
+    (Route::SetPassword,    [ 401, 403, 403, 403, 403, 200, 401, 401]),
     (Route::Jwks,           [ 200, 200, 200, 200, 200, 200, 200, 200]),
     (Route::Trust,          [ 200, 200, 200, 200, 200, 200, 200, 200]),
     (Route::Healthz,        [ 200, 200, 200, 200, 200, 200, 200, 200]),
@@ -194,6 +197,7 @@ const MATRIX: &[(Route, [u16; 8])] = &[
 struct World {
     h: Harness,
     globex: String,
+    globex_id: String,
     other_key: String,
     settings: Value,
 }
@@ -211,12 +215,14 @@ impl World {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let globex = body["token"].as_str().unwrap().to_owned();
+        let globex_id = body["user"]["id"].as_str().unwrap().to_owned();
         let (_, other_key) = h.issue("globex").await;
         let (status, settings) = h.call(Method::GET, "/settings", Some(&h.admin), None).await;
         assert_eq!(status, StatusCode::OK, "{settings}");
         World {
             h,
             globex,
+            globex_id,
             other_key,
             settings,
         }
@@ -341,6 +347,11 @@ async fn check(w: &World, route: Route, caller: Caller, expected: u16) -> Cell {
             Method::POST,
             "/users".to_owned(),
             Some(json!({"name": "new-onboarder", "role": "onboarding"})),
+        ),
+        Route::SetPassword => (
+            Method::PUT,
+            format!("/users/{}/password", w.globex_id),
+            Some(json!({"password": "a long enough password"})),
         ),
         Route::Jwks => (Method::GET, "/.well-known/jwks.json".to_owned(), None),
         Route::Trust => (
@@ -472,7 +483,7 @@ async fn every_route_answers_every_caller_with_the_expected_status() {
             route.name()
         );
     }
-    assert_eq!(MATRIX.len(), 32, "one row per route of the API");
+    assert_eq!(MATRIX.len(), 33, "one row per route of the API");
 
     let cells = run_matrix().await;
     let mismatches = cells.iter().filter(|c| c.status != c.expected).count();

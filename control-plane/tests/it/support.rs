@@ -55,7 +55,7 @@ impl Harness {
             let name = name.to_owned();
             let customer = customer.map(str::to_owned);
             async move {
-                cp.create_user(&actor, &name, role, customer)
+                cp.create_user(&actor, &name, role, customer, None)
                     .await
                     .unwrap()
                     .1
