@@ -78,7 +78,10 @@ function ok(what) {
 
 async function report(step, error) {
   console.log(`FAIL - ${step}`);
-  console.log(`  error: ${String(error?.message ?? error).split('\n').slice(0, 6).join('\n         ')}`);
+  // Playwright colours its call logs; a test log is plain text.
+  const message = String(error?.message ?? error).replace(/\x1b\[[0-9;]*m/g, '');
+  const lines = message.split('\n').filter((line) => line.trim() !== '');
+  console.log(`  error: ${lines.slice(0, 8).join('\n         ')}`);
   const page = currentPage;
   if (page && !page.isClosed()) {
     const info = pageInfo.get(page);

@@ -165,10 +165,6 @@ fn console_in_headless_chromium() {
             ("SCREENSHOT_DIR", shots.to_string_lossy().into_owned()),
         ],
     );
-    println!(
-        "node tests/browser/console.mjs ({:.1} s):\n{output}",
-        started.elapsed().as_secs_f64()
-    );
     assert!(
         code.is_some(),
         "node console.mjs was killed after {NODE_LIMIT:?}; its output:\n{output}"
@@ -178,6 +174,10 @@ fn console_in_headless_chromium() {
         Some(0),
         "the browser test failed (the FAIL line says which step; screenshots in {}):\n{output}",
         shots.display()
+    );
+    println!(
+        "node tests/browser/console.mjs passed in {:.1} s:\n{output}",
+        started.elapsed().as_secs_f64()
     );
     for name in SCREENSHOTS {
         assert!(
