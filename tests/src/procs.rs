@@ -679,6 +679,30 @@ impl ControlPlaneProc {
         })
     }
 
+    /// `POST path` with a JSON body on the API with the admin token, from the
+    /// test process; the status and JSON body (`Value::Null` when not JSON).
+    pub fn api_post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let url = format!("{}{path}", self.url);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let response = reqwest::Client::new()
+                .post(&url)
+                .bearer_auth(&self.token)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap();
+            (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        })
+    }
+
     /// Writes the trust file appliances pin, from
     /// `GET /.well-known/licensing-trust.json`, into `path`.
     pub fn write_trust(&self, path: &Path) {

@@ -18,12 +18,17 @@
 //! - `fuzz_smoke`: the bounded CI run of the fuzz targets (`fuzz/`): the
 //!   committed corpus and a few thousand mutations of it.
 //! - `tls`: the appliance and the control plane over rustls with a pinned test CA.
+//! - `console`: the web console (`/licensing`) in headless Chromium, driven by
+//!   `tests/browser/console.mjs` against the real `control-plane` binary: every
+//!   role's login, a license's whole life through the forms, permissions, CSRF,
+//!   and the screenshots the docs show.
 //! - `scenarios`: issue 6's scenarios on the real binaries as separate processes
 //!   (`e2e::procs`), days passing with libfaketime: lifecycle, offline, clock,
 //!   regenerate and rebind, clone, and SIGKILL of `appliance run` mid-heartbeat.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod console;
 mod corruption;
 mod faults;
 mod fuzz_smoke;
