@@ -2,8 +2,10 @@
 //!
 //! Trees: `meta` (schema version, settings, audit chain head), `licenses` (id →
 //! JSON), `users` (id → JSON), `tokens` (API token digest → user id), `keys` (kid →
-//! sealed key record), `audit` (big-endian seq → JSON). A [`Change`] is one sled
-//! transaction over all six trees, so a state change and its audit record land
+//! sealed key record), `audit` (big-endian seq → JSON), `audit_by_target`
+//! (target, NUL, big-endian seq → nothing: the index that finds one license's
+//! history without reading the whole log). A [`Change`] is one sled
+//! transaction over all seven trees, so a state change and its audit record land
 //! together or not at all; then [`GroupCommit`] flushes before the caller is
 //! answered.
 //!
@@ -31,6 +33,18 @@ use std::sync::Arc;
 const SCHEMA_KEY: &[u8] = b"schema_version";
 const SETTINGS_KEY: &[u8] = b"settings";
 const HEAD_KEY: &[u8] = b"audit_head";
+/// Set once `audit_by_target` indexes every record (stores written before the
+/// index existed are indexed when they are opened).
+const TARGET_INDEX_KEY: &[u8] = b"audit_by_target_complete";
+
+/// The `audit_by_target` key of a record.
+fn target_key(target: &str, seq: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(target.len() + 9);
+    key.extend_from_slice(target.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
 
 #[derive(Debug, Clone)]
 pub struct SledStore {
@@ -41,6 +55,7 @@ pub struct SledStore {
     tokens: sled::Tree,
     keys: sled::Tree,
     audit: sled::Tree,
+    audit_by_target: sled::Tree,
     group: Arc<GroupCommit>,
 }
 
@@ -98,6 +113,7 @@ impl SledStore {
             tokens: tree("tokens")?,
             keys: tree("keys")?,
             audit: tree("audit")?,
+            audit_by_target: tree("audit_by_target")?,
             group: {
                 // The flusher must not keep the database (and its lock) alive.
                 let db = Arc::downgrade(&db);
@@ -116,7 +132,27 @@ impl SledStore {
                 )));
             }
         }
+        store.index_audit_targets()?;
         Ok(store)
+    }
+
+    /// Indexes, once, the audit records of a store written before
+    /// `audit_by_target` existed. Idempotent, so a crash half-way is harmless.
+    fn index_audit_targets(&self) -> Result<()> {
+        if self.meta.get(TARGET_INDEX_KEY).map_err(store_err)?.is_some() {
+            return Ok(());
+        }
+        for record in self.audit_records() {
+            let record = record?;
+            self.audit_by_target
+                .insert(target_key(&record.event.target, record.seq), &[])
+                .map_err(store_err)?;
+        }
+        self.meta
+            .insert(TARGET_INDEX_KEY, &[1])
+            .map_err(store_err)?;
+        self.db.flush().map_err(store_err)?;
+        Ok(())
     }
 
     fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &[u8]) -> Result<Option<T>> {
@@ -135,8 +171,9 @@ impl SledStore {
             &self.tokens,
             &self.keys,
             &self.audit,
+            &self.audit_by_target,
         );
-        let result = trees.transaction(|(meta, licenses, users, tokens, keys, audit)| {
+        let result = trees.transaction(|(meta, licenses, users, tokens, keys, audit, by_target)| {
             if init {
                 if meta.get(SCHEMA_KEY)?.is_some() {
                     return Err(abort(Error::Conflict));
@@ -170,6 +207,7 @@ impl SledStore {
                 for event in &change.audit {
                     let record = AuditRecord::chain(&head, at, event.clone());
                     audit.insert(&record.seq.to_be_bytes(), tx_encode(&record)?)?;
+                    by_target.insert(target_key(&record.event.target, record.seq), &[])?;
                     head = record.head();
                     written.push(record);
                 }
@@ -183,6 +221,60 @@ impl SledStore {
             Err(TransactionError::Abort(Abort::Other(e))) => Err(e),
             Err(TransactionError::Storage(e)) => Err(store_err(e)),
         }
+    }
+
+    /// [`Store::audit`] for one target, through `audit_by_target`: it reads
+    /// only that target's records.
+    fn audit_of_target(&self, target: &str, query: &AuditQuery) -> Result<Page<AuditRecord, u64>> {
+        let limit = query.limit.max(1);
+        let (low, high) = match (query.newest_first, query.after) {
+            (false, after) => (
+                target_key(target, after.map_or(0, |a| a.saturating_add(1))),
+                target_key(target, u64::MAX),
+            ),
+            (true, before) => (
+                target_key(target, 0),
+                target_key(target, before.map_or(u64::MAX, |b| b.saturating_sub(1))),
+            ),
+        };
+        let range = self.audit_by_target.range(low..=high);
+        let keys: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
+            if query.newest_first {
+                Box::new(range.rev())
+            } else {
+                Box::new(range)
+            };
+        let mut items = Vec::new();
+        let mut next = None;
+        for entry in keys {
+            let (key, _) = entry.map_err(store_err)?;
+            let seq_bytes: [u8; 8] = key
+                .get(key.len().saturating_sub(8)..)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| Error::Store("a malformed audit index key".into()))?;
+            let seq = u64::from_be_bytes(seq_bytes);
+            if query.after == Some(seq) {
+                continue;
+            }
+            let Some(record) = Self::get::<AuditRecord>(&self.audit, &seq.to_be_bytes())? else {
+                continue;
+            };
+            let keep = query
+                .action
+                .as_ref()
+                .is_none_or(|a| *a == record.event.action)
+                && query.from.is_none_or(|f| record.at >= f)
+                && query.until.is_none_or(|u| record.at < u);
+            if !keep {
+                continue;
+            }
+            if items.len() == limit {
+                next = items.last().map(|r: &AuditRecord| r.seq);
+                break;
+            }
+            items.push(record);
+        }
+        Ok(Page { items, next })
     }
 
     async fn durable(&self) -> Result<()> {
@@ -326,6 +418,9 @@ impl Store for SledStore {
         let limit = query.limit.max(1);
         let mut items = Vec::new();
         let mut next = None;
+        if let Some(target) = &query.target {
+            return self.audit_of_target(target, query);
+        }
         let entries: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
             if query.newest_first {
                 let end = query.after.unwrap_or(u64::MAX);
@@ -535,5 +630,73 @@ mod tests {
             store.flush().unwrap();
         }
         assert!(matches!(SledStore::open(dir.path()), Err(Error::Store(_))));
+    }
+
+    /// What `audit` must answer, computed by reading every record.
+    fn scan(records: &[AuditRecord], q: &AuditQuery) -> Vec<u64> {
+        let mut seqs: Vec<u64> = records
+            .iter()
+            .filter(|r| q.target.as_ref().is_none_or(|t| *t == r.event.target))
+            .filter(|r| q.action.as_ref().is_none_or(|a| *a == r.event.action))
+            .filter(|r| match (q.newest_first, q.after) {
+                (false, Some(a)) => r.seq > a,
+                (true, Some(b)) => r.seq < b,
+                (_, None) => true,
+            })
+            .map(|r| r.seq)
+            .collect();
+        if q.newest_first {
+            seqs.reverse();
+        }
+        seqs.truncate(q.limit);
+        seqs
+    }
+
+    #[tokio::test]
+    async fn one_targets_history_comes_from_the_index_as_a_scan_would_find_it() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            for i in 0..60u32 {
+                let mut e = event(&format!("t{}", i % 4));
+                if i % 3 == 0 {
+                    e.action = "license.revoke".into();
+                }
+                // t1 and t10 share a prefix: the NUL separator keeps them apart.
+                let extra = event(if i % 5 == 0 { "t10" } else { "t1x" });
+                let change = Change {
+                    audit: vec![e, extra],
+                    ..Change::default()
+                };
+                store.commit(change, AT).await.unwrap();
+            }
+            // As if written before the index existed.
+            store.audit_by_target.clear().unwrap();
+            store.meta.remove(TARGET_INDEX_KEY).unwrap();
+            store.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        let records: Vec<_> = store.audit_records().collect::<Result<_>>().unwrap();
+        for target in ["t0", "t1", "t10", "t3", "nothing"] {
+            for action in [None, Some("license.revoke")] {
+                for newest_first in [false, true] {
+                    for after in [None, Some(1), Some(40), Some(119), Some(500)] {
+                        for limit in [1, 7, 100] {
+                            let q = AuditQuery {
+                                target: Some(target.into()),
+                                action: action.map(str::to_owned),
+                                after,
+                                limit,
+                                newest_first,
+                                ..AuditQuery::default()
+                            };
+                            let got: Vec<u64> =
+                                store.audit(&q).await.unwrap().items.iter().map(|r| r.seq).collect();
+                            assert_eq!(got, scan(&records, &q), "{q:?}");
+                        }
+                    }
+                }
+            }
+        }
     }
 }
