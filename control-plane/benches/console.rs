@@ -171,7 +171,13 @@ async fn get(fleet: &Fleet, path: &str, api: bool) -> usize {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK, "GET {path}");
-    response.into_body().collect().await.unwrap().to_bytes().len()
+    response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .len()
 }
 
 fn pages(c: &mut Criterion) {
@@ -194,7 +200,11 @@ fn pages(c: &mut Criterion) {
             "/licensing?customer=customer-042".into(),
             false,
         ),
-        ("license_list_grace", "/licensing?status=grace".into(), false),
+        (
+            "license_list_grace",
+            "/licensing?status=grace".into(),
+            false,
+        ),
         ("license_card", card, false),
         ("license_new", "/licensing/license-new".into(), false),
         ("heartbeats", "/licensing/heartbeats".into(), false),

@@ -139,7 +139,12 @@ impl SledStore {
     /// Indexes, once, the audit records of a store written before
     /// `audit_by_target` existed. Idempotent, so a crash half-way is harmless.
     fn index_audit_targets(&self) -> Result<()> {
-        if self.meta.get(TARGET_INDEX_KEY).map_err(store_err)?.is_some() {
+        if self
+            .meta
+            .get(TARGET_INDEX_KEY)
+            .map_err(store_err)?
+            .is_some()
+        {
             return Ok(());
         }
         for record in self.audit_records() {
@@ -173,48 +178,49 @@ impl SledStore {
             &self.audit,
             &self.audit_by_target,
         );
-        let result = trees.transaction(|(meta, licenses, users, tokens, keys, audit, by_target)| {
-            if init {
-                if meta.get(SCHEMA_KEY)?.is_some() {
-                    return Err(abort(Error::Conflict));
+        let result =
+            trees.transaction(|(meta, licenses, users, tokens, keys, audit, by_target)| {
+                if init {
+                    if meta.get(SCHEMA_KEY)?.is_some() {
+                        return Err(abort(Error::Conflict));
+                    }
+                    meta.insert(SCHEMA_KEY, tx_encode(&SCHEMA_VERSION)?)?;
                 }
-                meta.insert(SCHEMA_KEY, tx_encode(&SCHEMA_VERSION)?)?;
-            }
-            for write in &change.licenses {
-                let id = write.license.id.as_str().as_bytes();
-                let current: Option<License> =
-                    licenses.get(id)?.map(|v| tx_decode(&v)).transpose()?;
-                if current.map(|l| l.version) != write.expected_version {
-                    return Err(ConflictableTransactionError::Abort(Abort::Conflict));
+                for write in &change.licenses {
+                    let id = write.license.id.as_str().as_bytes();
+                    let current: Option<License> =
+                        licenses.get(id)?.map(|v| tx_decode(&v)).transpose()?;
+                    if current.map(|l| l.version) != write.expected_version {
+                        return Err(ConflictableTransactionError::Abort(Abort::Conflict));
+                    }
+                    licenses.insert(id, tx_encode(&write.license)?)?;
                 }
-                licenses.insert(id, tx_encode(&write.license)?)?;
-            }
-            for user in &change.users {
-                put_user(users, tokens, user)?;
-            }
-            if let Some(settings) = &change.settings {
-                meta.insert(SETTINGS_KEY, tx_encode(settings)?)?;
-            }
-            for key in &change.keys {
-                keys.insert(key.kid.as_bytes(), tx_encode(key)?)?;
-            }
-            let mut written = Vec::with_capacity(change.audit.len());
-            if !change.audit.is_empty() {
-                let mut head: ChainHead = match meta.get(HEAD_KEY)? {
-                    Some(v) => tx_decode(&v)?,
-                    None => ChainHead::default(),
-                };
-                for event in &change.audit {
-                    let record = AuditRecord::chain(&head, at, event.clone());
-                    audit.insert(&record.seq.to_be_bytes(), tx_encode(&record)?)?;
-                    by_target.insert(target_key(&record.event.target, record.seq), &[])?;
-                    head = record.head();
-                    written.push(record);
+                for user in &change.users {
+                    put_user(users, tokens, user)?;
                 }
-                meta.insert(HEAD_KEY, tx_encode(&head)?)?;
-            }
-            Ok(written)
-        });
+                if let Some(settings) = &change.settings {
+                    meta.insert(SETTINGS_KEY, tx_encode(settings)?)?;
+                }
+                for key in &change.keys {
+                    keys.insert(key.kid.as_bytes(), tx_encode(key)?)?;
+                }
+                let mut written = Vec::with_capacity(change.audit.len());
+                if !change.audit.is_empty() {
+                    let mut head: ChainHead = match meta.get(HEAD_KEY)? {
+                        Some(v) => tx_decode(&v)?,
+                        None => ChainHead::default(),
+                    };
+                    for event in &change.audit {
+                        let record = AuditRecord::chain(&head, at, event.clone());
+                        audit.insert(&record.seq.to_be_bytes(), tx_encode(&record)?)?;
+                        by_target.insert(target_key(&record.event.target, record.seq), &[])?;
+                        head = record.head();
+                        written.push(record);
+                    }
+                    meta.insert(HEAD_KEY, tx_encode(&head)?)?;
+                }
+                Ok(written)
+            });
         match result {
             Ok(written) => Ok(written),
             Err(TransactionError::Abort(Abort::Conflict)) => Err(Error::Conflict),
@@ -690,8 +696,14 @@ mod tests {
                                 newest_first,
                                 ..AuditQuery::default()
                             };
-                            let got: Vec<u64> =
-                                store.audit(&q).await.unwrap().items.iter().map(|r| r.seq).collect();
+                            let got: Vec<u64> = store
+                                .audit(&q)
+                                .await
+                                .unwrap()
+                                .items
+                                .iter()
+                                .map(|r| r.seq)
+                                .collect();
                             assert_eq!(got, scan(&records, &q), "{q:?}");
                         }
                     }

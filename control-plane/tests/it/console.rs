@@ -634,3 +634,49 @@ async fn the_api_sets_console_passwords_and_refuses_weak_ones() {
     );
     let _ = Role::Support;
 }
+
+#[tokio::test]
+async fn cookies_are_secure_when_the_server_speaks_tls() {
+    let h = harness().await;
+    for tls in [false, true] {
+        let router = control_plane::http::router_with(
+            h.cp.clone(),
+            control_plane::http::Options {
+                tls,
+                ..control_plane::http::Options::default()
+            },
+        );
+        let get = Request::get("/licensing/login")
+            .body(Body::empty())
+            .unwrap();
+        let response = router.clone().oneshot(get).await.unwrap();
+        let cookie = response.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let csrf_cookie = cookie.split(';').next().unwrap().to_owned();
+        let csrf = csrf_cookie.split_once('=').unwrap().1.to_owned();
+        let post = Request::post("/licensing/login")
+            .header(header::COOKIE, &csrf_cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!(
+                "csrf={csrf}&username=sam&password={}",
+                urlencode(PASSWORD)
+            )))
+            .unwrap();
+        let response = router.oneshot(post).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let session = response
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|v| v.starts_with("cp_session="))
+            .unwrap();
+        for attribute in ["HttpOnly", "SameSite=Strict", "Path=/licensing"] {
+            assert!(session.contains(attribute), "{session}");
+        }
+        assert_eq!(session.contains("; Secure"), tls, "{session}");
+        assert_eq!(cookie.contains("; Secure"), tls, "{cookie}");
+    }
+}
