@@ -15,7 +15,7 @@
 
 // A failed `expect` here is broken set-up, and stopping the benchmark with its
 // message is right (clippy's test allowances do not cover benches).
-#![allow(clippy::expect_used, clippy::unwrap_used)]
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use axum::Router;
 use axum::body::Body;
