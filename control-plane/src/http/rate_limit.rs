@@ -202,6 +202,22 @@ fn too_many(wait: Duration, what: &str) -> Response {
     response
 }
 
+/// The same refusal as a page, for the web console's browsers.
+fn console_too_many(wait: Duration) -> Response {
+    let secs = wait.as_secs().max(1);
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>Too many attempts · Licensing</title></head><body>\
+         <h1>Too many attempts</h1><p>Too many failed sign-ins from this address. \
+         Try again in {secs} s.</p></body></html>"
+    );
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::response::Html(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
 /// The middleware: refuses over-limit requests and counts failed authentications.
 pub async fn enforce(
     State(limiter): State<Arc<Limiter>>,
@@ -226,6 +242,9 @@ pub async fn enforce(
         }
         (Kind::Other, Some(ip)) => {
             if let Some(wait) = limiter.blocked_for(ip) {
+                if request.uri().path().starts_with("/licensing") {
+                    return console_too_many(wait);
+                }
                 return too_many(wait, "failed authentications from this address");
             }
         }

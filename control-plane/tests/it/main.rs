@@ -8,7 +8,8 @@
 //! - `console`: the web console through the router: sign-in, lockout, sessions, CSRF,
 //!   each role's pages, the customer's banners, keys shown once.
 //! - `routes`: every endpoint's happy path and refusals.
-//! - `rate_limits`: activations per IP, heartbeats per license, failed authentications per IP.
+//! - `rate_limits`: activations per IP, heartbeats per license, failed authentications per IP
+//!   (API tokens and console sign-ins).
 //! - `permissions`: every route × every kind of caller → the exact status.
 //! - `sweep`: a mixed fleet swept twice: exact transitions, then nothing.
 //! - `openapi`: the generated OpenAPI document matches docs/openapi.json and

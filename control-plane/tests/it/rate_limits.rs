@@ -213,3 +213,52 @@ async fn an_address_guessing_tokens_is_shut_out() {
         assert_eq!(reply.status, StatusCode::OK);
     }
 }
+
+#[tokio::test]
+async fn console_password_guessing_from_one_address_is_shut_out_with_a_page() {
+    let h = Harness::new().await;
+    let router = limited(
+        &h,
+        RateLimits {
+            auth_failures_per_minute: 3,
+            ..RateLimits::OFF
+        },
+    );
+    let from = |request: &mut Request<Body>| {
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 9], 40000))));
+    };
+    let mut get = Request::get("/licensing/login")
+        .body(Body::empty())
+        .unwrap();
+    from(&mut get);
+    let response = router.clone().oneshot(get).await.unwrap();
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let csrf = cookie.split_once('=').unwrap().1.to_owned();
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let mut post = Request::post("/licensing/login")
+            .header("cookie", &cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(format!(
+                "csrf={csrf}&username=root-admin&password=guess"
+            )))
+            .unwrap();
+        from(&mut post);
+        let response = router.clone().oneshot(post).await.unwrap();
+        statuses.push(response.status().as_u16());
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert!(response.headers().contains_key("retry-after"));
+            let content_type = response.headers()["content-type"].to_str().unwrap();
+            assert!(content_type.starts_with("text/html"), "{content_type}");
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            assert!(String::from_utf8_lossy(&body).contains("Too many failed sign-ins"));
+        }
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 429]);
+}
