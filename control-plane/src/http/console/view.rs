@@ -72,13 +72,12 @@ pub fn banner(license: &License) -> Option<Banner> {
                 time(until)
             ),
         }),
-        State::Expired => Some(Banner {
+        // The appliance shows the same red banner for both (appliance
+        // `eval::banner`): to the customer, a lapsed subscription and a
+        // finished revoke both mean "contact your administrator".
+        State::Expired | State::Suspended => Some(Banner {
             kind: "expired",
             text: "License expired. Contact your administrator to restore service.".into(),
-        }),
-        State::Suspended => Some(Banner {
-            kind: "expired",
-            text: "License suspended. Contact your administrator to restore service.".into(),
         }),
         State::Issued | State::Active => None,
     }
