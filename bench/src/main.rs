@@ -63,7 +63,7 @@ struct RunArgs {
     /// Licenses to issue, one appliance each
     #[arg(long)]
     licenses: usize,
-    /// Concurrent requests (tasks, and keep-alive connections)
+    /// Concurrent requests: tasks and keep-alive connections (at most one per license)
     #[arg(long)]
     concurrency: usize,
     /// Seconds measured per phase
