@@ -1,0 +1,307 @@
+//! `fleet`: a fleet simulator for the control plane (issue 8).
+//!
+//! `fleet run` issues N licenses through the real API, activates one simulated
+//! appliance per license (a real ed25519 device key, fingerprint components, a
+//! strictly increasing counter), then measures three phases with the same client
+//! loop, concurrency and duration: the two floors served by `fleet-floor` (a
+//! separate process, like the control plane: `POST /bare` and `POST /sign`),
+//! then the control plane's heartbeats. Each phase is reported with its ratio to
+//! both floors, which holds on a noisy machine where absolute numbers do not
+//! (docs/BENCHMARKS.md).
+//!
+//! Every HTTP call has a timeout, and the servers it starts are stopped on every
+//! way out, Ctrl-C included (`procs::Server` is a guard).
+
+#![forbid(unsafe_code)]
+
+mod fleet;
+mod load;
+mod procs;
+mod report;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use clap::{ArgGroup, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "fleet",
+    version,
+    about = "Load on a licensing control plane, with floors measured in the same run"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Provision a fleet, then measure the floors and the control plane's heartbeats
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+#[command(group(ArgGroup::new("plane").required(true).args(["server", "spawn"])))]
+struct RunArgs {
+    /// A running control plane's base URL (http://host:port)
+    #[arg(long, requires = "token")]
+    server: Option<String>,
+    /// With --server: an admin (onboarding, support or super_admin) API token
+    #[arg(long, requires = "server")]
+    token: Option<String>,
+    /// With --server: the server's PID, to report its CPU and memory
+    #[arg(long, requires = "server")]
+    server_pid: Option<u32>,
+    /// Start this `control-plane` binary on a fresh temporary data directory
+    #[arg(long)]
+    spawn: Option<PathBuf>,
+    /// The `fleet-floor` binary [default: beside this one]
+    #[arg(long)]
+    floor: Option<PathBuf>,
+    /// Licenses to issue, one appliance each
+    #[arg(long)]
+    licenses: usize,
+    /// Concurrent requests: tasks and keep-alive connections (at most one per license)
+    #[arg(long)]
+    concurrency: usize,
+    /// Seconds measured per phase
+    #[arg(long)]
+    duration: f64,
+    /// Seconds of unmeasured load before each phase's window
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Requests per second (open loop) instead of flat out
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Seconds allowed for one request, answer included
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+    /// Verify one heartbeat lease in this many with `keys`
+    #[arg(long, default_value_t = 1000)]
+    verify_every: u64,
+    /// Print the report as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("fleet: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Cmd::Run(args) = cli.command;
+    let json = args.json;
+    // Dropping `run` (on a signal) drops its server guards, which stop the servers.
+    let result = runtime.block_on(async {
+        tokio::select! {
+            r = run(args) => r,
+            r = stop_signal() => Err(r.unwrap_or_else(|e| e)),
+        }
+    });
+    match result {
+        Ok(report) => {
+            if json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
+                        eprintln!("fleet: encoding the report: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                print!("{}", report.human());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("fleet: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves with the error to report on SIGINT or SIGTERM.
+async fn stop_signal() -> Result<anyhow::Error, anyhow::Error> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => Ok(anyhow!("stopped by SIGTERM")),
+        _ = interrupt.recv() => Ok(anyhow!("interrupted")),
+    }
+}
+
+fn secs(s: f64, what: &str) -> Result<Duration> {
+    Duration::try_from_secs_f64(s)
+        .map_err(|_| anyhow!("--{what} must be a number of seconds, 0 or more"))
+}
+
+async fn run(args: RunArgs) -> Result<report::Report> {
+    if args.licenses == 0 || args.concurrency == 0 {
+        bail!("--licenses and --concurrency must be at least 1");
+    }
+    if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        bail!("--rate must be more than 0");
+    }
+    let config = load::Config {
+        concurrency: args.concurrency,
+        warmup: secs(args.warmup, "warmup")?,
+        duration: secs(args.duration, "duration")?,
+        rate: args.rate,
+        timeout: secs(args.timeout, "timeout")?,
+        verify_every: args.verify_every,
+    };
+    // Declared first so it is removed last, after the servers using it stopped.
+    let dir = tempfile::Builder::new()
+        .prefix("fleet-")
+        .tempdir()
+        .context("creating a temporary directory")?;
+    let ticks_per_sec = procs::ticks_per_sec();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .http1_only()
+        .pool_max_idle_per_host(args.concurrency)
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(config.timeout)
+        .build()
+        .context("building the HTTP client")?;
+
+    let (plane, base, token) = match (&args.spawn, &args.server, &args.token) {
+        (Some(bin), _, _) => {
+            let (server, token) = spawn_control_plane(bin, dir.path())?;
+            let base = server.url();
+            (Some(server), base, token)
+        }
+        (None, Some(url), Some(token)) => {
+            (None, url.trim_end_matches('/').to_owned(), token.clone())
+        }
+        _ => bail!("give --spawn, or --server with --token"),
+    };
+    let plane_pid = plane.as_ref().map(procs::Server::pid).or(args.server_pid);
+
+    let trust = fetch_trust(&client, &base).await?;
+    let (licenses, issue) = fleet::issue(&client, &base, &token, args.licenses, args.concurrency)
+        .await
+        .context("issuing licenses")?;
+    let (devices, activate) = fleet::activate(&client, &base, licenses, args.concurrency)
+        .await
+        .context("activating devices")?;
+
+    let floor_bin = match &args.floor {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()
+            .context("finding this executable")?
+            .with_file_name("fleet-floor"),
+    };
+    let mut floor = procs::Server::spawn(
+        "fleet-floor",
+        Command::new(&floor_bin),
+        &dir.path().join("floor.log"),
+    )?;
+    let floor_probe = load::Probe {
+        server_pid: Some(floor.pid()),
+        ticks_per_sec,
+    };
+    let mut outcomes = Vec::new();
+    let mut devices = devices;
+    for target in [load::Target::Bare, load::Target::Sign] {
+        let (outcome, back) = load::run(
+            &client,
+            &floor.url(),
+            target,
+            devices,
+            config,
+            None,
+            floor_probe,
+        )
+        .await?;
+        devices = back;
+        outcomes.push(outcome);
+    }
+    floor.stop();
+    let (outcome, _) = load::run(
+        &client,
+        &base,
+        load::Target::Heartbeat,
+        devices,
+        config,
+        Some(load::LeaseCheck { trust }),
+        load::Probe {
+            server_pid: plane_pid,
+            ticks_per_sec,
+        },
+    )
+    .await?;
+    outcomes.push(outcome);
+    drop(plane);
+
+    Ok(report::Report {
+        licenses: args.licenses,
+        concurrency: args.concurrency,
+        warmup_secs: args.warmup,
+        duration_secs: args.duration,
+        rate: args.rate,
+        issue,
+        activate,
+        phases: report::phases(&outcomes),
+    })
+}
+
+/// `control-plane init` on a fresh data directory, then `serve` on a loopback
+/// port with every rate limit off (they would measure the limiter, not the
+/// server). Returns the running server and the admin token.
+fn spawn_control_plane(
+    bin: &std::path::Path,
+    dir: &std::path::Path,
+) -> Result<(procs::Server, String)> {
+    let data = dir.join("data");
+    let mut init = Command::new(bin);
+    init.arg("init").arg("--data-dir").arg(&data).arg("--json");
+    let out = procs::run_to_end("control-plane init", init, Duration::from_secs(120))?;
+    let value: serde_json::Value =
+        serde_json::from_str(out.trim()).context("parsing `control-plane init --json`")?;
+    let token = value["admin_token"]
+        .as_str()
+        .ok_or_else(|| anyhow!("`control-plane init --json` printed no admin_token"))?
+        .to_owned();
+    let mut serve = Command::new(bin);
+    serve
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(["--heartbeats-per-minute", "0"])
+        .args(["--activations-per-minute", "0"])
+        .args(["--auth-failures-per-minute", "0"]);
+    let server =
+        procs::Server::spawn("control-plane serve", serve, &dir.join("control-plane.log"))?;
+    Ok((server, token))
+}
+
+/// The control plane's trust file, to verify sampled leases against.
+async fn fetch_trust(client: &reqwest::Client, base: &str) -> Result<keys::TrustStore> {
+    let url = format!("{base}/.well-known/licensing-trust.json");
+    let response = client
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    let status = response.status();
+    let text = response
+        .text()
+        .await
+        .with_context(|| format!("reading {url}"))?;
+    if !status.is_success() {
+        bail!("GET {url}: {status}: {text}");
+    }
+    keys::TrustStore::from_json(&text).with_context(|| format!("parsing {url}"))
+}

@@ -1,0 +1,114 @@
+//! `fleet run` end to end, briefly: the debug `control-plane` binary spawned on
+//! a temporary data directory and a loopback port, a handful of licenses, about
+//! a second per phase. Every heartbeat must get a lease, some verified.
+
+// The helper outside `#[test]` may fail loudly too: a panic is a test failure.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use serde_json::Value;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The whole run may take this long (debug binaries, a shared machine).
+const DEADLINE: Duration = Duration::from_secs(180);
+
+/// `target/debug/control-plane`, next to this test's directory, built if missing
+/// (as `tests/src/procs.rs` `bin()` does; `scripts/test` builds it first).
+fn control_plane() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let mut dir = exe.parent().unwrap().to_owned();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join("control-plane");
+    if !path.is_file() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let status = Command::new(&cargo)
+            .args(["build", "--bins", "-p", "control-plane"])
+            .current_dir(workspace)
+            .status()
+            .unwrap();
+        assert!(status.success(), "building control-plane: {status}");
+    }
+    path
+}
+
+#[test]
+fn a_short_run_gets_a_lease_for_every_heartbeat() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fleet"))
+        .arg("run")
+        .arg("--spawn")
+        .arg(control_plane())
+        .arg("--floor")
+        .arg(env!("CARGO_BIN_EXE_fleet-floor"))
+        .args(["--licenses", "6", "--concurrency", "3"])
+        .args(["--duration", "1", "--warmup", "0.2", "--verify-every", "5"])
+        .arg("--json")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("fleet run took more than {DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "fleet run: {status}\n{err}");
+
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["issue"]["count"], 6, "{report}");
+    assert_eq!(report["activate"]["count"], 6, "{report}");
+    let phases = report["phases"].as_array().unwrap();
+    let names: Vec<&str> = phases.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["floor: bare", "floor: sign", "control plane: heartbeat"]
+    );
+    for phase in phases {
+        assert_eq!(phase["errors"], serde_json::json!({}), "{phase}");
+        assert!(phase["ok"].as_u64().unwrap() > 0, "{phase}");
+        assert_eq!(phase["ok"], phase["requests"], "{phase}");
+        assert!(phase["server_cpu_cores"].as_f64().is_some(), "{phase}");
+        assert!(
+            phase["server_peak_rss_mib"].as_f64().unwrap() > 0.0,
+            "{phase}"
+        );
+    }
+    let heartbeat = &phases[2];
+    assert!(
+        heartbeat["leases_verified"].as_u64().unwrap() > 0,
+        "{heartbeat}"
+    );
+    assert!(
+        heartbeat["ratio_to_sign"].as_f64().unwrap() > 0.0,
+        "{heartbeat}"
+    );
+    assert!(
+        heartbeat["ratio_to_bare"].as_f64().unwrap() > 0.0,
+        "{heartbeat}"
+    );
+}
