@@ -96,6 +96,14 @@ pub struct Change {
 }
 
 impl Change {
+    /// Whether only licenses are written: no user, setting, key or audit record.
+    pub fn is_license_only(&self) -> bool {
+        self.users.is_empty()
+            && self.settings.is_none()
+            && self.keys.is_empty()
+            && self.audit.is_empty()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.licenses.is_empty()
             && self.users.is_empty()
