@@ -7,7 +7,8 @@
 //! history without reading the whole log). A [`Change`] is one sled
 //! transaction over all seven trees, so a state change and its audit record land
 //! together or not at all; then [`GroupCommit`] flushes before the caller is
-//! answered.
+//! answered. A change of one license with no audit record (a heartbeat) is a
+//! compare-and-swap instead ([`SledStore::swap_license`] says why).
 //!
 //! Durability: sled's flush writes its log with `sync_file_range`-style syncing,
 //! which survives a process crash (`kill -9`), the promise DESIGN.md
