@@ -38,6 +38,40 @@ const HEAD_KEY: &[u8] = b"audit_head";
 /// index existed are indexed when they are opened).
 const TARGET_INDEX_KEY: &[u8] = b"audit_by_target_complete";
 
+/// One page of the records `query` selects, from records already in its order
+/// (`None`: an index entry whose record is gone, skipped).
+fn audit_page(
+    records: impl Iterator<Item = Result<Option<AuditRecord>>>,
+    query: &AuditQuery,
+) -> Result<Page<AuditRecord, u64>> {
+    let limit = query.limit.max(1);
+    let mut items = Vec::new();
+    let mut next = None;
+    for record in records {
+        let Some(record) = record? else { continue };
+        let keep = query.after != Some(record.seq)
+            && query
+                .target
+                .as_ref()
+                .is_none_or(|t| *t == record.event.target)
+            && query
+                .action
+                .as_ref()
+                .is_none_or(|a| *a == record.event.action)
+            && query.from.is_none_or(|f| record.at >= f)
+            && query.until.is_none_or(|u| record.at < u);
+        if !keep {
+            continue;
+        }
+        if items.len() == limit {
+            next = items.last().map(|r: &AuditRecord| r.seq);
+            break;
+        }
+        items.push(record);
+    }
+    Ok(Page { items, next })
+}
+
 /// The `audit_by_target` key of a record.
 fn target_key(target: &str, seq: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(target.len() + 9);
@@ -239,7 +273,6 @@ impl SledStore {
     /// [`Store::audit`] for one target, through `audit_by_target`: it reads
     /// only that target's records.
     fn audit_of_target(&self, target: &str, query: &AuditQuery) -> Result<Page<AuditRecord, u64>> {
-        let limit = query.limit.max(1);
         let (low, high) = match (query.newest_first, query.after) {
             (false, after) => (
                 target_key(target, after.map_or(0, |a| a.saturating_add(1))),
@@ -257,37 +290,15 @@ impl SledStore {
             } else {
                 Box::new(range)
             };
-        let mut items = Vec::new();
-        let mut next = None;
-        for entry in keys {
+        let records = keys.map(|entry| {
             let (key, _) = entry.map_err(store_err)?;
             let seq_bytes: [u8; 8] = key
                 .get(key.len().saturating_sub(8)..)
                 .and_then(|b| b.try_into().ok())
                 .ok_or_else(|| Error::Store("a malformed audit index key".into()))?;
-            let seq = u64::from_be_bytes(seq_bytes);
-            if query.after == Some(seq) {
-                continue;
-            }
-            let Some(record) = Self::get::<AuditRecord>(&self.audit, &seq.to_be_bytes())? else {
-                continue;
-            };
-            let keep = query
-                .action
-                .as_ref()
-                .is_none_or(|a| *a == record.event.action)
-                && query.from.is_none_or(|f| record.at >= f)
-                && query.until.is_none_or(|u| record.at < u);
-            if !keep {
-                continue;
-            }
-            if items.len() == limit {
-                next = items.last().map(|r: &AuditRecord| r.seq);
-                break;
-            }
-            items.push(record);
-        }
-        Ok(Page { items, next })
+            Self::get::<AuditRecord>(&self.audit, &seq_bytes)
+        });
+        audit_page(records, query)
     }
 
     /// One license written alone, with no audit record (a heartbeat): a
@@ -455,9 +466,6 @@ impl Store for SledStore {
     }
 
     async fn audit(&self, query: &AuditQuery) -> Result<Page<AuditRecord, u64>> {
-        let limit = query.limit.max(1);
-        let mut items = Vec::new();
-        let mut next = None;
         if let Some(target) = &query.target {
             return self.audit_of_target(target, query);
         }
@@ -469,29 +477,11 @@ impl Store for SledStore {
                 let start = query.after.map_or(1, |a| a.saturating_add(1));
                 Box::new(self.audit.range(start.to_be_bytes()..))
             };
-        for entry in entries {
+        let records = entries.map(|entry| {
             let (_, value) = entry.map_err(store_err)?;
-            let record: AuditRecord = decode(&value)?;
-            let keep = query
-                .target
-                .as_ref()
-                .is_none_or(|t| *t == record.event.target)
-                && query
-                    .action
-                    .as_ref()
-                    .is_none_or(|a| *a == record.event.action)
-                && query.from.is_none_or(|f| record.at >= f)
-                && query.until.is_none_or(|u| record.at < u);
-            if !keep {
-                continue;
-            }
-            if items.len() == limit {
-                next = items.last().map(|r: &AuditRecord| r.seq);
-                break;
-            }
-            items.push(record);
-        }
-        Ok(Page { items, next })
+            decode::<AuditRecord>(&value).map(Some)
+        });
+        audit_page(records, query)
     }
 
     async fn commit(&self, change: Change, at: UnixTime) -> Result<Vec<AuditRecord>> {
