@@ -86,7 +86,7 @@ pub async fn login_form(State(state): State<AppState>) -> PageResult {
     login_page(&state, StatusCode::OK, None, String::new())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 pub struct LoginForm {
     #[serde(default)]
     csrf: String,
@@ -94,6 +94,15 @@ pub struct LoginForm {
     username: String,
     #[serde(default)]
     password: String,
+}
+
+impl std::fmt::Debug for LoginForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginForm")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish_non_exhaustive()
+    }
 }
 
 pub async fn login(
