@@ -660,43 +660,35 @@ impl ControlPlaneProc {
     /// tight loops, where starting the CLI each time would dominate); the
     /// status and JSON body.
     pub fn api_get(&self, path: &str) -> (u16, Value) {
-        let url = format!("{}{path}", self.url);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let response = reqwest::Client::new()
-                .get(&url)
-                .bearer_auth(&self.token)
-                .timeout(Duration::from_secs(10))
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-            let status = response.status().as_u16();
-            let text = response.text().await.unwrap();
-            (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-        })
+        self.api(reqwest::Method::GET, path, None)
     }
 
     /// `POST path` with a JSON body on the API with the admin token, from the
     /// test process; the status and JSON body (`Value::Null` when not JSON).
     pub fn api_post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.api(reqwest::Method::POST, path, Some(body))
+    }
+
+    fn api(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, Value) {
         let url = format!("{}{path}", self.url);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         runtime.block_on(async {
-            let response = reqwest::Client::new()
-                .post(&url)
+            let mut request = reqwest::Client::new()
+                .request(method.clone(), &url)
                 .bearer_auth(&self.token)
-                .header("content-type", "application/json")
-                .body(body.to_string())
-                .timeout(Duration::from_secs(10))
+                .timeout(Duration::from_secs(10));
+            if let Some(body) = body {
+                request = request
+                    .header("content-type", "application/json")
+                    .body(body.to_string());
+            }
+            let response = request
                 .send()
                 .await
-                .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+                .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
             let status = response.status().as_u16();
             let text = response.text().await.unwrap();
             (status, serde_json::from_str(&text).unwrap_or(Value::Null))
