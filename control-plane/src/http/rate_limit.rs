@@ -190,12 +190,17 @@ fn kind(method: &Method, path: &str) -> Kind {
 
 fn too_many(wait: Duration, what: &str) -> Response {
     let secs = wait.as_secs().max(1);
-    let mut response = ApiError::new(
+    let response = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limited",
         format!("too many {what}; retry in {secs} s"),
     )
     .into_response();
+    retry_after(response, secs)
+}
+
+/// Adds `Retry-After: secs` to a 429.
+fn retry_after(mut response: Response, secs: u64) -> Response {
     if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
         response.headers_mut().insert(header::RETRY_AFTER, value);
     }
