@@ -36,6 +36,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+/// mimalloc instead of glibc's malloc: a heartbeat or a sweep allocates many
+/// small blocks and frees them together, which glibc coalesces on the hot path
+/// (docs/BENCHMARKS.md, "What bounded it").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
