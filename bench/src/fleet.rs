@@ -212,27 +212,62 @@ pub async fn activate(
                 .get(i)
                 .and_then(|slot| slot.lock().ok()?.take())
                 .ok_or_else(|| anyhow!("device {i} is missing"))?;
-            let (body, _) = device.next_body(RequestKind::Activate)?;
-            let url = format!("{base}/licenses/{}/activate", device.license_id);
-            let response = client
-                .post(&url)
-                .header("authorization", device.authorization.as_str())
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-                .with_context(|| format!("POST {url}"))?;
-            let status = response.status();
-            let text = response
-                .text()
-                .await
-                .context("reading an activation answer")?;
-            if status.as_u16() != 200 {
-                bail!("POST {url}: {status}: {text}");
-            }
+            activate_one(&client, &base, &mut device).await?;
             Ok(device)
         }
     })
     .await?;
     Ok((devices, PhaseTime::new(n, elapsed)))
+}
+
+/// Why one request failed: `kind` counts it in a report (`http 409
+/// invalid_transition`, `timeout`, ...), `detail` says everything.
+#[derive(Debug)]
+pub struct Failed {
+    pub kind: String,
+    pub detail: String,
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+impl std::error::Error for Failed {}
+
+/// Activates `device` (`POST /licenses/{id}/activate`, a signed activation
+/// request); `Ok` on a `200`. The provisioning of the fleet and the activations
+/// measured beside the heartbeats both go through here.
+pub async fn activate_one(client: &Client, base: &str, device: &mut Device) -> Result<(), Failed> {
+    let url = format!("{base}/licenses/{}/activate", device.license_id);
+    let (body, _) = device
+        .next_body(RequestKind::Activate)
+        .map_err(|e| Failed {
+            kind: "client".to_owned(),
+            detail: format!("{e:#}"),
+        })?;
+    let response = client
+        .post(&url)
+        .header("authorization", device.authorization.as_str())
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| Failed {
+            kind: crate::load::transport_kind(&e),
+            detail: format!("POST {url}: {e}"),
+        })?;
+    let status = response.status();
+    let bytes = response.bytes().await.map_err(|e| Failed {
+        kind: crate::load::transport_kind(&e),
+        detail: format!("reading the answer to POST {url}: {e}"),
+    })?;
+    if status.as_u16() != 200 {
+        return Err(Failed {
+            kind: crate::load::http_kind(status, &bytes),
+            detail: format!("POST {url}: {status}: {}", String::from_utf8_lossy(&bytes)),
+        });
+    }
+    Ok(())
 }

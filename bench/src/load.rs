@@ -157,7 +157,7 @@ struct WorkerResult {
     leases_verified: u64,
 }
 
-fn histogram() -> Result<Histogram<u64>> {
+pub fn histogram() -> Result<Histogram<u64>> {
     // 1 µs to 10 min, 3 significant digits.
     Histogram::new_with_bounds(1, 600_000_000, 3).context("creating a latency histogram")
 }
@@ -331,16 +331,10 @@ async fn one(shared: &Shared, device: &mut Device, verify: bool) -> Result<bool,
         .map_err(|e| transport_kind(&e))?;
     let status = response.status();
     let bytes = response.bytes().await.map_err(|e| transport_kind(&e))?;
-    let value: Option<Value> = serde_json::from_slice(&bytes).ok();
     if status.as_u16() != 200 {
-        let code = value
-            .as_ref()
-            .and_then(|v| v["error"].as_str())
-            .map(|c| format!(" {c}"))
-            .unwrap_or_default();
-        return Err(format!("http {}{code}", status.as_u16()));
+        return Err(http_kind(status, &bytes));
     }
-    let value = value.ok_or("200 without a JSON body")?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|_| "200 without a JSON body")?;
     let field = match shared.target {
         Target::Bare => "ok",
         Target::Sign => "signature",
@@ -355,7 +349,18 @@ async fn one(shared: &Shared, device: &mut Device, verify: bool) -> Result<bool,
     }
 }
 
-fn transport_kind(e: &reqwest::Error) -> String {
+/// How a failed answer is counted: `http STATUS CODE`, with the `error` code
+/// of the JSON error body when there is one (docs/api.md "Errors").
+pub fn http_kind(status: reqwest::StatusCode, body: &[u8]) -> String {
+    let code = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(|c| format!(" {c}")))
+        .unwrap_or_default();
+    format!("http {}{code}", status.as_u16())
+}
+
+/// How a request that got no answer is counted.
+pub fn transport_kind(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "timeout".to_owned()
     } else if e.is_connect() {

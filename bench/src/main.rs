@@ -7,13 +7,16 @@
 //! separate process, like the control plane: `POST /bare` and `POST /sign`),
 //! then the control plane's heartbeats. Each phase is reported with its ratio to
 //! both floors, which holds on a noisy machine where absolute numbers do not
-//! (docs/BENCHMARKS.md).
+//! (docs/BENCHMARKS.md). During the heartbeat phase a low-rate stream of
+//! activations, revokes and reinstates runs beside it (`acks`), each kind's
+//! latency reported on its own row.
 //!
 //! Every HTTP call has a timeout, and the servers it starts are stopped on every
 //! way out, Ctrl-C included (`procs::Server` is a guard).
 
 #![forbid(unsafe_code)]
 
+mod acks;
 mod fleet;
 mod load;
 mod procs;
@@ -78,6 +81,10 @@ struct RunArgs {
     /// Seconds allowed for one request, answer included
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
+    /// Activations, revokes and reinstates per second (together, in turn) sent
+    /// beside the heartbeats, each kind's latency measured; 0 sends none
+    #[arg(long, default_value_t = 20.0)]
+    acks_per_sec: f64,
     /// Verify one heartbeat lease in this many with `keys`
     #[arg(long, default_value_t = 1000)]
     verify_every: u64,
@@ -152,6 +159,9 @@ async fn run(args: RunArgs) -> Result<report::Report> {
     if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
         bail!("--rate must be more than 0");
     }
+    if !(args.acks_per_sec >= 0.0 && args.acks_per_sec.is_finite()) {
+        bail!("--acks-per-sec must be 0 or more");
+    }
     let config = load::Config {
         concurrency: args.concurrency,
         warmup: secs(args.warmup, "warmup")?,
@@ -195,6 +205,25 @@ async fn run(args: RunArgs) -> Result<report::Report> {
     let (devices, activate) = fleet::activate(&client, &base, licenses, args.concurrency)
         .await
         .context("activating devices")?;
+    let ack_config = (args.acks_per_sec > 0.0).then_some(acks::Config {
+        rate: args.acks_per_sec,
+        warmup: config.warmup,
+        duration: config.duration,
+    });
+    let ack_pools = match ack_config {
+        Some(ack) => Some(
+            ack_pools(
+                &client,
+                &base,
+                &token,
+                ack.per_kind(),
+                args.licenses,
+                args.concurrency,
+            )
+            .await?,
+        ),
+        None => None,
+    };
 
     let floor_bin = match &args.floor {
         Some(path) => path.clone(),
@@ -228,7 +257,7 @@ async fn run(args: RunArgs) -> Result<report::Report> {
         outcomes.push(outcome);
     }
     floor.stop();
-    let (outcome, _) = load::run(
+    let heartbeats = load::run(
         &client,
         &base,
         load::Target::Heartbeat,
@@ -239,9 +268,20 @@ async fn run(args: RunArgs) -> Result<report::Report> {
             server_pid: plane_pid,
             ticks_per_sec,
         },
-    )
-    .await?;
+    );
+    let stream = async {
+        match (ack_config, ack_pools) {
+            (Some(ack), Some(pools)) => acks::run(&client, &base, &token, pools, ack)
+                .await
+                .map(Some),
+            _ => Ok(None),
+        }
+    };
+    // Both start now, so the stream's window is the heartbeat phase's.
+    let (heartbeats, stream) = tokio::join!(heartbeats, stream);
+    let (outcome, _) = heartbeats?;
     outcomes.push(outcome);
+    let ack_outcomes = stream.context("measuring acknowledgements")?;
     drop(plane);
 
     Ok(report::Report {
@@ -253,7 +293,35 @@ async fn run(args: RunArgs) -> Result<report::Report> {
         issue,
         activate,
         phases: report::phases(&outcomes),
+        acks: ack_outcomes.map(|o| report::acks(args.acks_per_sec, &o)),
     })
+}
+
+/// Issues the licenses of the acknowledgement stream, `per_kind` for each
+/// pool, none of them in the fleet: devices (not activated) for the
+/// activations, and license ids for the revokes.
+async fn ack_pools(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    per_kind: usize,
+    fleet_size: usize,
+    concurrency: usize,
+) -> Result<acks::Pools> {
+    let (mut issued, _) = fleet::issue(client, base, token, 2 * per_kind, concurrency)
+        .await
+        .context("issuing the acknowledgement stream's licenses")?;
+    let revoke = issued
+        .split_off(per_kind)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let mut activate = Vec::with_capacity(per_kind);
+    for (i, (id, key)) in issued.into_iter().enumerate() {
+        // Numbered after the fleet, so no two devices share fingerprint components.
+        activate.push(fleet::Device::new(fleet_size + i, id, key)?);
+    }
+    Ok(acks::Pools { activate, revoke })
 }
 
 /// `control-plane init` on a fresh data directory, then `serve` on a loopback

@@ -1,7 +1,10 @@
 //! What `fleet run` prints: a table for people, or JSON (`--json`) for scripts.
 //! Every phase's throughput is also given as a ratio to the two floors of the
-//! same run, the numbers that mean something on a noisy machine.
+//! same run, the numbers that mean something on a noisy machine. The
+//! acknowledgements sent beside the heartbeats have a table of their own: they
+//! run at a fixed rate, so only their latencies and errors mean something.
 
+use crate::acks;
 use crate::fleet::PhaseTime;
 use crate::load::{Outcome, Target};
 use serde::Serialize;
@@ -19,6 +22,33 @@ pub struct Report {
     pub issue: PhaseTime,
     pub activate: PhaseTime,
     pub phases: Vec<Phase>,
+    /// The acknowledgements measured during the heartbeat phase, or `null`
+    /// with `--acks-per-sec 0`.
+    pub acks: Option<Acks>,
+}
+
+/// Issue 8's target for the acknowledgements' p99 under heartbeat load.
+pub const ACK_P99_TARGET_MS: f64 = 25.0;
+
+#[derive(Debug, Serialize)]
+pub struct Acks {
+    /// Requests per second, all kinds together, sent in turn.
+    pub rate_per_sec: f64,
+    /// The grace days of each revoke.
+    pub revoke_grace_days: u32,
+    /// One row per kind: activation, revoke, reinstate (timed separately).
+    pub rows: Vec<AckRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AckRow {
+    pub name: &'static str,
+    /// Measured requests, answered or not.
+    pub requests: u64,
+    pub ok: u64,
+    pub errors: BTreeMap<String, u64>,
+    /// From when each request was due.
+    pub latency: Latency,
 }
 
 #[derive(Debug, Serialize)]
@@ -52,12 +82,22 @@ pub struct Phase {
     pub ratio_to_bare: Option<f64>,
 }
 
-#[allow(clippy::cast_precision_loss)] // Counts and microseconds stay far below 2^52.
+#[allow(clippy::cast_precision_loss)] // Microseconds stay far below 2^52.
+fn latency(h: &hdrhistogram::Histogram<u64>) -> Latency {
+    let ms = |us: u64| us as f64 / 1000.0;
+    Latency {
+        p50_ms: ms(h.value_at_quantile(0.50)),
+        p99_ms: ms(h.value_at_quantile(0.99)),
+        p999_ms: ms(h.value_at_quantile(0.999)),
+        max_ms: ms(h.max()),
+        mean_ms: h.mean() / 1000.0,
+    }
+}
+
+#[allow(clippy::cast_precision_loss)] // Counts stay far below 2^52.
 fn phase(outcome: &Outcome) -> Phase {
     let secs = outcome.elapsed.as_secs_f64();
     let per_sec = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
-    let h = &outcome.latency_us;
-    let ms = |us: u64| us as f64 / 1000.0;
     let errors: u64 = outcome.errors.values().sum();
     Phase {
         name: outcome.target.name(),
@@ -66,13 +106,7 @@ fn phase(outcome: &Outcome) -> Phase {
         errors: outcome.errors.clone(),
         elapsed_secs: secs,
         throughput_per_sec: per_sec(outcome.ok),
-        latency: Latency {
-            p50_ms: ms(h.value_at_quantile(0.50)),
-            p99_ms: ms(h.value_at_quantile(0.99)),
-            p999_ms: ms(h.value_at_quantile(0.999)),
-            max_ms: ms(h.max()),
-            mean_ms: h.mean() / 1000.0,
-        },
+        latency: latency(&outcome.latency_us),
         leases_verified: outcome.leases_verified,
         server_cpu_cores: outcome
             .server_cpu_secs
@@ -105,6 +139,25 @@ pub fn phases(outcomes: &[Outcome]) -> Vec<Phase> {
         p.ratio_to_bare = bare.map(|b| p.throughput_per_sec / b);
     }
     phases
+}
+
+/// The acknowledgement rows, in the order of `outcomes`.
+pub fn acks(rate_per_sec: f64, outcomes: &[acks::Outcome]) -> Acks {
+    let rows = outcomes
+        .iter()
+        .map(|o| AckRow {
+            name: o.kind.name(),
+            requests: o.ok + o.errors.values().sum::<u64>(),
+            ok: o.ok,
+            errors: o.errors.clone(),
+            latency: latency(&o.latency_us),
+        })
+        .collect();
+    Acks {
+        rate_per_sec,
+        revoke_grace_days: acks::REVOKE_GRACE_DAYS,
+        rows,
+    }
 }
 
 fn opt(v: Option<f64>, digits: usize) -> String {
@@ -180,6 +233,52 @@ impl Report {
                     "  {}: {} leases verified with keys",
                     p.name, p.leases_verified
                 );
+            }
+        }
+        if let Some(acks) = &self.acks {
+            out.push_str(&acks.human());
+        }
+        out
+    }
+}
+
+impl Acks {
+    fn human(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "\nacknowledgements during the heartbeat phase: open loop at {}/s in turn, \
+             latency from when each was due; revoke with {} grace days, then reinstate, timed apart",
+            self.rate_per_sec, self.revoke_grace_days
+        );
+        let _ = writeln!(
+            out,
+            "{:<26} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7}  p99 < {ACK_P99_TARGET_MS} ms",
+            "kind", "requests", "ok", "p50 ms", "p99 ms", "p999 ms", "max ms", "errors"
+        );
+        for r in &self.rows {
+            let errors: u64 = r.errors.values().sum();
+            let met = if r.latency.p99_ms < ACK_P99_TARGET_MS {
+                "met"
+            } else {
+                "NOT met"
+            };
+            let _ = writeln!(
+                out,
+                "{:<26} {:>9} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7}  {met}",
+                r.name,
+                r.requests,
+                r.ok,
+                r.latency.p50_ms,
+                r.latency.p99_ms,
+                r.latency.p999_ms,
+                r.latency.max_ms,
+                errors,
+            );
+        }
+        for r in &self.rows {
+            for (kind, n) in &r.errors {
+                let _ = writeln!(out, "  {}: {n} x {kind}", r.name);
             }
         }
         out

@@ -1,6 +1,7 @@
 //! `fleet run` end to end, briefly: the debug `control-plane` binary spawned on
 //! a temporary data directory and a loopback port, a handful of licenses, about
-//! a second per phase. Every heartbeat must get a lease, some verified.
+//! a second per phase. Every heartbeat must get a lease, some verified, and
+//! every activation, revoke and reinstate sent beside them must be acknowledged.
 
 // The helper outside `#[test]` may fail loudly too: a panic is a test failure.
 #![allow(clippy::unwrap_used, clippy::panic)]
@@ -46,6 +47,7 @@ fn a_short_run_gets_a_lease_for_every_heartbeat() {
         .arg(env!("CARGO_BIN_EXE_fleet-floor"))
         .args(["--licenses", "6", "--concurrency", "3"])
         .args(["--duration", "1", "--warmup", "0.2", "--verify-every", "5"])
+        .args(["--acks-per-sec", "20"])
         .arg("--json")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -111,4 +113,17 @@ fn a_short_run_gets_a_lease_for_every_heartbeat() {
         heartbeat["ratio_to_bare"].as_f64().unwrap() > 0.0,
         "{heartbeat}"
     );
+    let acks = &report["acks"];
+    assert_eq!(acks["rate_per_sec"], 20.0, "{acks}");
+    let rows = acks["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["ack: activation", "ack: revoke", "ack: reinstate"]);
+    for row in rows {
+        assert_eq!(row["errors"], serde_json::json!({}), "{row}");
+        assert!(row["requests"].as_u64().unwrap() > 0, "{row}");
+        assert_eq!(row["ok"], row["requests"], "{row}");
+        for p in ["p50_ms", "p99_ms", "p999_ms", "max_ms"] {
+            assert!(row["latency"][p].as_f64().unwrap() > 0.0, "{row}");
+        }
+    }
 }
