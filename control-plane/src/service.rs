@@ -1231,7 +1231,8 @@ impl ControlPlane {
         if let Some(reason) = license.state.denial() {
             // Record the deadline transition (if any) before answering.
             if !events.is_empty() {
-                self.write(&license, read_version, events, now).await?;
+                self.write(license.clone(), read_version, events, now)
+                    .await?;
             }
             return self.deny(&license, reason, &request.nonce, now).await;
         }
@@ -1278,7 +1279,7 @@ impl ControlPlane {
         let token = keys::sign(&signer.key, &lease)?;
         // The lease is answered only once its seq, the counter and any state
         // change are durable.
-        self.write(&license, read_version, events, now).await?;
+        self.write(license, read_version, events, now).await?;
         Ok(DeviceOutcome::Lease(SignedResponse {
             token,
             chain: signer.chain.clone(),
@@ -1289,12 +1290,11 @@ impl ControlPlane {
 
     async fn write(
         &self,
-        license: &License,
+        mut license: License,
         read_version: u64,
         audit: Vec<AuditEvent>,
         now: UnixTime,
     ) -> Result<()> {
-        let mut license = license.clone();
         license.version = read_version + 1;
         license.updated_at = now;
         self.store

@@ -107,6 +107,17 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
         .map_err(|e| Error::Store(format!("a stored record is unreadable: {e}")))
 }
 
+/// The one field of a stored license that a write checks: decoding only it
+/// skips the rest of the record without allocating.
+#[derive(serde::Deserialize)]
+struct StoredVersion {
+    version: u64,
+}
+
+fn stored_version(bytes: &[u8]) -> Result<u64> {
+    decode::<StoredVersion>(bytes).map(|v| v.version)
+}
+
 /// Why a transaction stopped.
 enum Abort {
     Conflict,
@@ -229,9 +240,11 @@ impl SledStore {
                 }
                 for write in &change.licenses {
                     let id = write.license.id.as_str().as_bytes();
-                    let current: Option<License> =
-                        licenses.get(id)?.map(|v| tx_decode(&v)).transpose()?;
-                    if current.map(|l| l.version) != write.expected_version {
+                    let current = licenses
+                        .get(id)?
+                        .map(|v| stored_version(&v).map_err(abort))
+                        .transpose()?;
+                    if current != write.expected_version {
                         return Err(ConflictableTransactionError::Abort(Abort::Conflict));
                     }
                     licenses.insert(id, tx_encode(&write.license)?)?;
@@ -313,7 +326,7 @@ impl SledStore {
         let current = self.licenses.get(id).map_err(store_err)?;
         let version = current
             .as_ref()
-            .map(|bytes| decode::<License>(bytes).map(|l| l.version))
+            .map(|bytes| stored_version(bytes))
             .transpose()?;
         if version != write.expected_version {
             return Err(Error::Conflict);
