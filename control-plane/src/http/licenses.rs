@@ -517,6 +517,18 @@ async fn device(
         record(&state, call, None);
         return Err(Error::bad_request("the request kind does not match the endpoint").into());
     }
+    // Heartbeats wait for a slot; an activation (a customer waiting on a new
+    // box) goes ahead of them.
+    let _slot = match expected {
+        RequestKind::Heartbeat => match state.heartbeat_slots.acquire().await {
+            Ok(slot) => Some(slot),
+            Err(_) => {
+                record(&state, call, None);
+                return Err(Error::internal("the heartbeat admission semaphore is closed").into());
+            }
+        },
+        RequestKind::Activate => None,
+    };
     let outcome = state
         .cp
         .device_request(&id, &caller.key, &request, &caller.ip)

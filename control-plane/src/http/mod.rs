@@ -40,6 +40,19 @@ pub struct AppState {
     pub cp: Arc<ControlPlane>,
     /// Console cookies are marked `Secure` (the server speaks TLS).
     pub secure_cookies: bool,
+    /// Admission for heartbeats: at most this many are worked on at once, so
+    /// that when a fleet saturates the CPU the rest wait here, not for the CPU,
+    /// and an operator's revoke or a new box's activation queues behind a few
+    /// heartbeats instead of every one in flight.
+    pub heartbeat_slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// Heartbeats worked on at once, per core: enough to keep every core busy
+/// while some wait for their flush (docs/BENCHMARKS.md, "Admission").
+const HEARTBEAT_SLOTS_PER_CORE: usize = 8;
+
+fn heartbeat_slots() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from) * HEARTBEAT_SLOTS_PER_CORE
 }
 
 /// How the router is set up beyond the control plane it serves.
@@ -133,6 +146,7 @@ pub fn router_with(cp: Arc<ControlPlane>, options: Options) -> Router {
         .with_state(AppState {
             cp,
             secure_cookies: options.tls,
+            heartbeat_slots: Arc::new(tokio::sync::Semaphore::new(heartbeat_slots())),
         })
 }
 
