@@ -55,10 +55,6 @@ fleet() {
     "$BIN/fleet" run --server "$URL" --token "$TOKEN" --server-pid "$SERVER" \
         --licenses 2000 --concurrency 64 --duration 8
 }
-sweep() {
-    curl -fsS --max-time 1200 -X POST "$URL/licenses/health/sweep" -H "authorization: Bearer $TOKEN"
-    echo
-}
 
 echo "== control-plane init --data-dir $DATA"
 "$BIN/control-plane" init --data-dir "$DATA" --json > "$WORK/init.json"
