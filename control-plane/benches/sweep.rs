@@ -6,7 +6,8 @@
 //!
 //! 1. Fill a sled store in a temp dir with `SWEEP_LICENSES` licenses (default
 //!    1,000,000) through [`Store::commit`] in batches, no HTTP and no sealing (one
-//!    real sealed key string is reused): 93 % active and bound, 3 % never
+//!    real sealed key string is reused; `support/fill.rs`, which the `populate`
+//!    example shares): 93 % active and bound, 3 % never
 //!    activated, 1 % in grace with time left, 1 % expired, 1 % suspended, and the
 //!    due ones, 0.5 % in grace past its deadline and 0.5 % active with the
 //!    subscription ended.
@@ -32,131 +33,22 @@
 // go to stdout: printing them is the point.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+#[path = "support/fill.rs"]
+mod fill;
+
 use control_plane::clock::ManualClock;
-use control_plane::domain::ids::{LicenseId, LicenseKey};
-use control_plane::domain::license::{Binding, LastSeen, License, State, Status};
+use control_plane::domain::license::{License, Status};
 use control_plane::secrets::Kek;
 use control_plane::service::{Actor, ControlPlane, SweepReport};
 use control_plane::store::sled_store::SledStore;
 use control_plane::store::{Change, LicenseWrite, Store as _};
+use fill::{BATCH, Due, Template};
 use keys::UnixTime;
-use keys::proto::Components;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const NOW: UnixTime = UnixTime(1_800_000_000);
-const DAY: i64 = 86_400;
-const BATCH: usize = 10_000;
-
-/// What every license shares, built once.
-struct Template {
-    key_digest: control_plane::domain::ids::SecretDigest,
-    key_sealed: String,
-    kid: String,
-    components: Components,
-}
-
-/// The `i`th license's id: pseudo-random, like generated ids, but reproducible.
-fn id_of(i: u64) -> LicenseId {
-    let mix = |mut x: u64| {
-        // splitmix64
-        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        x ^ (x >> 31)
-    };
-    LicenseId::parse(&format!("lic_{:016x}{:016x}", mix(i), mix(i ^ (1 << 63)))).unwrap()
-}
-
-/// What the sweep should do to a license.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Due {
-    Nothing,
-    Expire,
-    Suspend,
-}
-
-/// The `i`th license of the fleet, and what a sweep at `NOW` should do to it.
-fn license(t: &Template, i: u64) -> (License, Due) {
-    let next_year = Some(NOW.plus(365 * DAY));
-    let (state, subscription_ends_at, bound, due) = match i % 1000 {
-        0..5 => (
-            State::Grace {
-                until: NOW.plus(-DAY),
-            },
-            next_year,
-            true,
-            Due::Expire,
-        ),
-        5..10 => (State::Active, Some(NOW.plus(-DAY)), true, Due::Suspend),
-        10..20 => (
-            State::Grace {
-                until: NOW.plus(3 * DAY),
-            },
-            next_year,
-            true,
-            Due::Nothing,
-        ),
-        20..30 => (State::Expired, next_year, true, Due::Nothing),
-        30..40 => (
-            State::Suspended,
-            Some(NOW.plus(-30 * DAY)),
-            true,
-            Due::Nothing,
-        ),
-        40..70 => (State::Issued, next_year, false, Due::Nothing),
-        // A seventh of the healthy fleet has no subscription end (perpetual).
-        _ => (
-            State::Active,
-            next_year.filter(|_| !i.is_multiple_of(7)),
-            true,
-            Due::Nothing,
-        ),
-    };
-    let id = id_of(i);
-    let created = NOW.plus(-400 * DAY + (i % 300) as i64 * DAY);
-    let seen = NOW.plus(-(((i * 7) % 7200) as i64));
-    let license = License {
-        id,
-        customer: format!("customer-{:04}", i % 5000),
-        entitlements: keys::Entitlements {
-            product: "gateway".into(),
-            features: vec!["sso".into(), "audit-log".into(), "ha-cluster".into()],
-            limits: [("seats".to_owned(), 250)].into_iter().collect(),
-        },
-        state,
-        subscription_ends_at,
-        policy: Default::default(),
-        key_digest: t.key_digest.clone(),
-        key_sealed: t.key_sealed.clone(),
-        key_hint: Some("Ab3f".into()),
-        retired_key_digests: vec![],
-        binding: if bound {
-            Binding {
-                components: Some(t.components.clone()),
-                device_key: Some(keys::b64::encode((i as u128).to_le_bytes().repeat(2))),
-                counter: 40_000 + i % 1000,
-                bound_at: Some(created.plus(DAY)),
-            }
-        } else {
-            Binding::default()
-        },
-        rebound_devices: vec![],
-        lease_seq: if bound { 40_000 + i % 1000 } else { 0 },
-        lease_kid: bound.then(|| t.kid.clone()),
-        lease_expires_at: bound.then(|| seen.plus(14 * DAY)),
-        last_seen: bound.then(|| LastSeen {
-            at: seen,
-            version: format!("4.{}.0", i % 5),
-            ip: format!("10.{}.{}.{}", i / 62_500 % 250, i / 250 % 250, i % 250),
-        }),
-        created_at: created,
-        updated_at: seen,
-        version: 1,
-    };
-    (license, due)
-}
 
 /// The median of some durations.
 fn median(mut times: Vec<Duration>) -> Duration {
@@ -236,25 +128,7 @@ fn main() {
             "admin",
         ))
         .unwrap();
-    let key = LicenseKey::generate().unwrap();
-    let template = Template {
-        key_digest: key.digest(),
-        key_sealed: kek.seal_license_key(&id_of(0), &key).unwrap(),
-        kid: init.signing_kid.clone(),
-        components: [
-            "machine_id",
-            "product_uuid",
-            "board_serial",
-            "mac",
-            "cpu",
-            "disk_serial",
-            "memory",
-        ]
-        .iter()
-        .enumerate()
-        .map(|(i, name)| ((*name).to_owned(), keys::b64::encode([i as u8; 32])))
-        .collect(),
-    };
+    let template = Template::new(&kek, init.signing_kid.clone()).unwrap();
     let cp = rt
         .block_on(ControlPlane::open(
             store.clone(),
@@ -264,30 +138,9 @@ fn main() {
         ))
         .unwrap();
     let started = Instant::now();
-    let mut due: Vec<(License, Due)> = Vec::new();
-    let mut bytes = 0usize;
-    for start in (0..count).step_by(BATCH) {
-        let end = (start + BATCH as u64).min(count);
-        let mut writes: Vec<LicenseWrite> = Vec::with_capacity(BATCH);
-        for i in start..end {
-            let (license, what) = license(&template, i);
-            if i == 0 {
-                bytes = serde_json::to_vec(&license).unwrap().len();
-            }
-            if what != Due::Nothing {
-                due.push((license.clone(), what));
-            }
-            writes.push(LicenseWrite {
-                license,
-                expected_version: None,
-            });
-        }
-        let change = Change {
-            licenses: writes,
-            ..Change::default()
-        };
-        rt.block_on(store.commit(change, NOW)).unwrap();
-    }
+    let fill::Filled { due, bytes } = rt
+        .block_on(fill::fill(store.as_ref(), &template, count, NOW))
+        .unwrap();
     let expire = due.iter().filter(|(_, d)| *d == Due::Expire).count() as u64;
     let suspend = due.iter().filter(|(_, d)| *d == Due::Suspend).count() as u64;
     println!(
