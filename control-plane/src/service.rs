@@ -31,7 +31,7 @@ mod console;
 pub use console::{Login, SESSION_MAX_SECS, Session};
 
 /// How many licenses one page of the sweep's scan examines: the scan holds a
-/// tokio worker for a page (some 70 ms for 10,000 licenses on the benchmark
+/// tokio worker for a page (some 50 ms for 10,000 licenses on the benchmark
 /// machine), and at most a page of due ids is kept.
 const SWEEP_PAGE: usize = 10_000;
 /// How many times a read-modify-write is retried when another writer got there first.

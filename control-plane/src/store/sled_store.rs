@@ -85,8 +85,8 @@ fn target_key(target: &str, seq: u64) -> Vec<u8> {
 /// decoded without the rest of the record: serde skips every other field
 /// without building it, and nothing here allocates. Decoding a whole `License`
 /// allocates some thirty blocks (its strings, the fingerprint map) and costs
-/// 2.6 × a raw scan of the tree; this costs 1.5 × (docs/BENCHMARKS.md, the
-/// health sweep).
+/// 2.2 to 2.6 × a raw scan of the tree; this costs about 1.4 × (docs/BENCHMARKS.md,
+/// the health sweep).
 #[derive(Deserialize)]
 struct SweepView {
     /// [`State`] is flattened into the record: its tag, and `until` for grace.
