@@ -24,6 +24,8 @@
 //!
 //! Without `--bench` (`cargo test --benches`) it runs 2,000 licenses once.
 //!
+//! It allocates with mimalloc, as the `control-plane` binary does.
+//!
 //! The target: the second sweep ≤ 3 × the raw scan. `docs/BENCHMARKS.md`
 //! records the results and the command. The store is deleted at the end; set
 //! `SWEEP_DIR` to put it somewhere else than the system temp dir.
@@ -47,6 +49,11 @@ use keys::UnixTime;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The allocator of the `control-plane` binary (src/main.rs), so that the
+/// benchmark measures what the server runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const NOW: UnixTime = UnixTime(1_800_000_000);
 

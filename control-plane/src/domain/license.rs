@@ -72,6 +72,20 @@ impl State {
         }
     }
 
+    /// The state of a status and a grace deadline, as a record stores them
+    /// (`status`, and `until` for grace). `None`: grace without a deadline, a
+    /// record no valid state gives. Any other state ignores `until`, as
+    /// deserializing a [`License`] does.
+    pub fn from_parts(status: Status, until: Option<UnixTime>) -> Option<State> {
+        Some(match status {
+            Status::Issued => State::Issued,
+            Status::Active => State::Active,
+            Status::Grace => State::Grace { until: until? },
+            Status::Expired => State::Expired,
+            Status::Suspended => State::Suspended,
+        })
+    }
+
     pub fn grace_until(self) -> Option<UnixTime> {
         match self {
             State::Grace { until } => Some(until),
@@ -185,6 +199,43 @@ pub fn transition(
     Ok(Some(next))
 }
 
+/// What the health sweep decides on, and nothing else: the inputs of
+/// [`transition`] with [`Action::Sweep`]. [`License::sweep_facts`] reads them off
+/// a license; a store may read them off a stored record without decoding the
+/// rest ([`crate::store::Store::licenses_due_for_sweep`]). Either way the
+/// decision is [`SweepFacts::due`], that is, [`transition`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SweepFacts {
+    pub state: State,
+    /// Whether a box has ever been bound ([`is_bound`]).
+    pub bound: bool,
+    pub subscription_ends_at: Option<UnixTime>,
+}
+
+impl SweepFacts {
+    /// The sweep's action for this license.
+    pub fn action(self) -> Action {
+        Action::Sweep {
+            subscription_ends_at: self.subscription_ends_at,
+        }
+    }
+
+    /// The state a sweep at `now` moves the license to, or `None` when it is
+    /// not due. (`transition` never refuses a sweep.)
+    pub fn due(self, now: UnixTime) -> Option<State> {
+        transition(self.state, self.bound, self.action(), now)
+            .ok()
+            .flatten()
+    }
+}
+
+/// Whether a box has ever been bound, from whether the binding has a device
+/// key and a bind time: the one definition behind [`License::is_bound`] and
+/// whatever reads the same two fields off a stored record.
+pub fn is_bound(has_device_key: bool, has_bound_at: bool) -> bool {
+    has_device_key || has_bound_at
+}
+
 /// The box a license is bound to.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Binding {
@@ -258,7 +309,19 @@ impl License {
 
     /// Whether a box has ever been bound.
     pub fn is_bound(&self) -> bool {
-        self.binding.device_key.is_some() || self.binding.bound_at.is_some()
+        is_bound(
+            self.binding.device_key.is_some(),
+            self.binding.bound_at.is_some(),
+        )
+    }
+
+    /// What the health sweep decides on ([`SweepFacts`]).
+    pub fn sweep_facts(&self) -> SweepFacts {
+        SweepFacts {
+            state: self.state,
+            bound: self.is_bound(),
+            subscription_ends_at: self.subscription_ends_at,
+        }
     }
 
     /// Pushes onto a bounded most-recent-last list.

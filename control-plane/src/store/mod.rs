@@ -145,6 +145,18 @@ pub struct Page<T, C> {
     pub next: Option<C>,
 }
 
+/// One page of the health sweep's scan ([`Store::licenses_due_for_sweep`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepScan {
+    /// How many licenses the page examined, due or not.
+    pub examined: u64,
+    /// The examined licenses a sweep would move, in id order.
+    pub due: Vec<LicenseId>,
+    /// The last license examined, the `after` of the next page; `None` once
+    /// the scan has reached the end.
+    pub next: Option<LicenseId>,
+}
+
 /// The control plane's storage.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
@@ -155,6 +167,44 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// How many licenses are in each state (states with none may be absent).
     /// Reads every license: callers cache the answer (the metrics gauge does).
     async fn count_by_state(&self) -> Result<std::collections::HashMap<Status, u64>>;
+    /// The health sweep's scan: examines up to `limit` licenses in id order,
+    /// after `after`, and returns the ids of those that a sweep at `now` would
+    /// move, those whose [`SweepFacts::due`](crate::domain::license::SweepFacts::due)
+    /// is `Some`.
+    ///
+    /// It is a filter, not a decision: the sweep re-reads each due license in
+    /// full and decides again, so a license written since the scan is handled as
+    /// it now is. That lets a store read only what the decision needs (the sled
+    /// store decodes four fields of each record; a SQL store would select the
+    /// due rows with a `WHERE` on its state and deadline columns), and it is what
+    /// makes a sweep with nothing to do cheap. A record it cannot read fails the
+    /// scan, as it fails [`Store::licenses`]. A `limit` of 0 is taken as 1.
+    ///
+    /// The default decodes every license in full through [`Store::licenses`].
+    async fn licenses_due_for_sweep(
+        &self,
+        now: UnixTime,
+        after: Option<&LicenseId>,
+        limit: usize,
+    ) -> Result<SweepScan> {
+        let page = self
+            .licenses(&LicenseQuery {
+                after: after.cloned(),
+                limit,
+                ..LicenseQuery::default()
+            })
+            .await?;
+        Ok(SweepScan {
+            examined: page.items.len() as u64,
+            due: page
+                .items
+                .iter()
+                .filter(|l| l.sweep_facts().due(now).is_some())
+                .map(|l| l.id.clone())
+                .collect(),
+            next: page.next,
+        })
+    }
     async fn user(&self, id: &UserId) -> Result<Option<User>>;
     async fn user_by_token(&self, digest: &SecretDigest) -> Result<Option<User>>;
     async fn users(&self) -> Result<Vec<User>>;

@@ -11,7 +11,8 @@
 //! - `rate_limits`: activations per IP, heartbeats per license, failed authentications per IP
 //!   (API tokens and console sign-ins).
 //! - `permissions`: every route × every kind of caller → the exact status.
-//! - `sweep`: a mixed fleet swept twice: exact transitions, then nothing.
+//! - `sweep`: a mixed fleet swept twice: exact transitions, then nothing; a scan
+//!   that calls everything due moves only what the full records say is due.
 //! - `openapi`: the generated OpenAPI document matches docs/openapi.json and
 //!   lists exactly the routes the router serves.
 //! - `observability`: `/metrics` moves with heartbeats, clones, revokes and

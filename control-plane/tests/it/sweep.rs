@@ -1,11 +1,27 @@
 //! The health sweep over a fleet in mixed states: the first sweep makes exactly
 //! the due transitions, each audited; the second changes and writes nothing.
+//! The sweep's scan is only a filter: told that every license is due, the
+//! sweep still moves only those whose full record is.
 
 use crate::support::*;
 use axum::http::{Method, StatusCode};
+use control_plane::clock::ManualClock;
+use control_plane::domain::audit::{AuditRecord, ChainHead};
+use control_plane::domain::ids::{LicenseId, SecretDigest, UserId};
+use control_plane::domain::license::{License, Status};
+use control_plane::domain::settings::{PolicyOverrides, Settings};
+use control_plane::domain::user::User;
+use control_plane::error::Result;
 use control_plane::http::wire::format_time;
+use control_plane::secrets::Kek;
+use control_plane::service::{Actor, ControlPlane, IssueRequest, SweepReport};
+use control_plane::store::sled_store::SledStore;
+use control_plane::store::{AuditQuery, Change, KeyRecord, LicenseQuery, Page, Store, SweepScan};
+use keys::UnixTime;
 use keys::proto::RequestKind::Activate;
 use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 async fn issue_with_end(h: &Harness, end_in_days: Option<i64>) -> String {
     let mut body = json!({"customer": "acme", "entitlements": {"product": "gateway"}});
@@ -129,4 +145,162 @@ async fn sweep_makes_exactly_the_due_transitions_once() {
     let (licenses_after, seq_after) = snapshot(&h).await;
     assert_eq!(licenses_before, licenses_after);
     assert_eq!(seq, seq_after);
+}
+
+/// A sled store whose sweep scan calls every license due, as a scan that ran
+/// before every license changed would: the sweep must decide again on each
+/// full record and move only the ones really due.
+#[derive(Debug)]
+struct EverythingDue(SledStore);
+
+#[async_trait::async_trait]
+impl Store for EverythingDue {
+    async fn is_initialized(&self) -> Result<bool> {
+        self.0.is_initialized().await
+    }
+    async fn license(&self, id: &LicenseId) -> Result<Option<License>> {
+        self.0.license(id).await
+    }
+    async fn licenses(&self, query: &LicenseQuery) -> Result<Page<License, LicenseId>> {
+        self.0.licenses(query).await
+    }
+    async fn count_by_state(&self) -> Result<HashMap<Status, u64>> {
+        self.0.count_by_state().await
+    }
+    async fn licenses_due_for_sweep(
+        &self,
+        now: UnixTime,
+        after: Option<&LicenseId>,
+        limit: usize,
+    ) -> Result<SweepScan> {
+        let mut scan = self.0.licenses_due_for_sweep(now, after, limit).await?;
+        let page = self
+            .0
+            .licenses(&LicenseQuery {
+                after: after.cloned(),
+                limit,
+                ..LicenseQuery::default()
+            })
+            .await?;
+        scan.due = page.items.into_iter().map(|l| l.id).collect();
+        Ok(scan)
+    }
+    async fn user(&self, id: &UserId) -> Result<Option<User>> {
+        self.0.user(id).await
+    }
+    async fn user_by_token(&self, digest: &SecretDigest) -> Result<Option<User>> {
+        self.0.user_by_token(digest).await
+    }
+    async fn users(&self) -> Result<Vec<User>> {
+        self.0.users().await
+    }
+    async fn settings(&self) -> Result<Settings> {
+        self.0.settings().await
+    }
+    async fn keys(&self) -> Result<Vec<KeyRecord>> {
+        self.0.keys().await
+    }
+    async fn audit(&self, query: &AuditQuery) -> Result<Page<AuditRecord, u64>> {
+        self.0.audit(query).await
+    }
+    async fn commit(&self, change: Change, at: UnixTime) -> Result<Vec<AuditRecord>> {
+        self.0.commit(change, at).await
+    }
+    async fn initialize(&self, change: Change, at: UnixTime) -> Result<Vec<AuditRecord>> {
+        self.0.initialize(change, at).await
+    }
+    async fn sync(&self) -> Result<()> {
+        self.0.sync().await
+    }
+    async fn health(&self) -> Result<()> {
+        self.0.health().await
+    }
+    async fn audit_head(&self) -> Result<ChainHead> {
+        self.0.audit_head().await
+    }
+}
+
+#[tokio::test]
+async fn the_scan_only_filters_the_sweep_decides_on_the_full_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EverythingDue(
+        SledStore::open(&dir.path().join("data")).unwrap(),
+    ));
+    let clock = Arc::new(ManualClock::new(T0));
+    let kek = Kek::generate().unwrap();
+    ControlPlane::initialize(store.as_ref(), clock.as_ref(), &kek, "root-admin")
+        .await
+        .unwrap();
+    let cp = ControlPlane::open(store.clone(), clock.clone(), kek, "test-issuer".into())
+        .await
+        .unwrap();
+    let actor = Actor::system();
+    let issue = |end_in_days: Option<i64>| IssueRequest {
+        customer: "acme".into(),
+        entitlements: keys::Entitlements {
+            product: "gateway".into(),
+            ..keys::Entitlements::default()
+        },
+        subscription_ends_at: end_in_days.map(|d| T0.plus(d * DAY)),
+        policy: PolicyOverrides::default(),
+    };
+    let lapsing = cp.issue(&actor, issue(Some(1))).await.unwrap().0.id;
+    let healthy = cp.issue(&actor, issue(None)).await.unwrap().0.id;
+    let grace_over = cp.issue(&actor, issue(None)).await.unwrap().0.id;
+    cp.revoke(&actor, &grace_over, Some(5)).await.unwrap();
+    let grace_running = cp.issue(&actor, issue(None)).await.unwrap().0.id;
+    cp.revoke(&actor, &grace_running, Some(30)).await.unwrap();
+    let expired = cp.issue(&actor, issue(None)).await.unwrap().0.id;
+    cp.revoke(&actor, &expired, Some(0)).await.unwrap();
+    let suspended = cp.issue(&actor, issue(Some(1))).await.unwrap().0.id;
+    cp.suspend(&actor, &suspended).await.unwrap();
+
+    clock.advance(20 * DAY);
+    let head = store.audit_head().await.unwrap();
+    let report = cp.sweep(&actor).await.unwrap();
+    assert_eq!(
+        report,
+        SweepReport {
+            examined: 6,
+            expired: 1,
+            suspended: 1,
+        }
+    );
+    let written = store
+        .audit(&AuditQuery {
+            after: Some(head.seq),
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap()
+        .items;
+    let mut written: Vec<(String, String)> = written
+        .into_iter()
+        .map(|r| (r.event.target, r.event.action))
+        .collect();
+    written.sort();
+    let mut want = vec![
+        (lapsing.to_string(), "license.suspend".to_owned()),
+        (grace_over.to_string(), "license.expire".to_owned()),
+    ];
+    want.sort();
+    assert_eq!(written, want);
+    for (id, status) in [
+        (&lapsing, Status::Suspended),
+        (&healthy, Status::Issued),
+        (&grace_over, Status::Expired),
+        (&grace_running, Status::Grace),
+        (&expired, Status::Expired),
+        (&suspended, Status::Suspended),
+    ] {
+        let license = store.license(id).await.unwrap().unwrap();
+        assert_eq!(license.state.status(), status, "{id}");
+    }
+
+    // Everything is called due again; nothing is.
+    let head = store.audit_head().await.unwrap();
+    let report = cp.sweep(&actor).await.unwrap();
+    assert_eq!((report.expired, report.suspended), (0, 0));
+    assert_eq!(store.audit_head().await.unwrap(), head);
 }
