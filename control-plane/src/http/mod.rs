@@ -48,7 +48,7 @@ pub struct AppState {
 }
 
 /// Heartbeats worked on at once, per core: enough to keep every core busy
-/// while some wait for their flush (docs/BENCHMARKS.md, "Admission").
+/// while some wait for their flush (docs/BENCHMARKS.md, "The second round").
 const HEARTBEAT_SLOTS_PER_CORE: usize = 8;
 
 fn heartbeat_slots() -> usize {

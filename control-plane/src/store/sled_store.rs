@@ -155,7 +155,7 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 
 /// The one field of a stored license that a write checks: decoding only it
 /// skips the rest of the record without allocating.
-#[derive(serde::Deserialize)]
+#[derive(Deserialize)]
 struct StoredVersion {
     version: u64,
 }
