@@ -32,34 +32,19 @@ BIN="$PWD/target/release"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/appliance-mem.XXXXXX")
 SERVER=""
 AGENT=""
-stop() { # PID: SIGTERM it and reap it
-    kill -TERM "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-}
+# shellcheck source=bench/common.sh
+. bench/common.sh
 cleanup() {
     if [ -n "$AGENT" ]; then stop "$AGENT"; fi
     if [ -n "$SERVER" ]; then stop "$SERVER"; fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-mem() { # PID: its memory lines, in MiB
-    awk '/^(VmHWM|VmRSS|RssAnon|RssFile):/ { printf "%s %.1f MiB  ", $1, $2 / 1024 } END { print "" }' \
-        "/proc/$1/status"
-}
 
 echo "== control plane"
 "$BIN/control-plane" init --data-dir "$WORK/data" --json > "$WORK/init.json"
 TOKEN=$(sed -n 's/.*"admin_token":"\([^"]*\)".*/\1/p' "$WORK/init.json")
-"$BIN/control-plane" serve --data-dir "$WORK/data" --listen 127.0.0.1:0 \
-    > "$WORK/serve.out" 2> "$WORK/serve.log" &
-SERVER=$!
-for _ in $(seq 300); do
-    grep -q '^listening on ' "$WORK/serve.out" 2>/dev/null && break
-    kill -0 "$SERVER" 2>/dev/null || { cat "$WORK/serve.log"; exit 1; }
-    sleep 0.1
-done
-URL=$(sed -n 's/^listening on //p' "$WORK/serve.out")
-[ -n "$URL" ] || { echo "the server did not start"; cat "$WORK/serve.log"; exit 1; }
+start_server "$WORK/data"
 LICENSE=$(curl -fsS -X POST "$URL/licenses" -H "authorization: Bearer $TOKEN" \
     -H 'content-type: application/json' \
     -d '{"customer":"bench","entitlements":{"product":"gateway","features":["vpn"],"limits":{"seats":25}},"policy":{"heartbeat_interval_secs":10}}')

@@ -35,21 +35,15 @@ BIN="$PWD/target/release"
 
 WORK=$(mktemp -d "${RSS_DIR:-${TMPDIR:-/tmp}}/rss-1m.XXXXXX")
 SERVER=""
+# shellcheck source=bench/common.sh
+. bench/common.sh
 cleanup() {
-    if [ -n "$SERVER" ]; then
-        kill -TERM "$SERVER" 2>/dev/null
-        wait "$SERVER" 2>/dev/null
-    fi
+    if [ -n "$SERVER" ]; then stop "$SERVER"; fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 DATA="$WORK/data"
 
-# The memory lines of /proc/PID/status, in MiB, on one line.
-mem() {
-    awk '/^(VmHWM|VmRSS|RssAnon|RssFile):/ { printf "%s %.1f MiB  ", $1, $2 / 1024 } END { print "" }' \
-        "/proc/$SERVER/status"
-}
 reset_peak() { echo 5 > "/proc/$SERVER/clear_refs"; }
 fleet() {
     "$BIN/fleet" run --server "$URL" --token "$TOKEN" --server-pid "$SERVER" \
@@ -64,23 +58,13 @@ echo "== populate: $LICENSES licenses"
 "$BIN/examples/populate" --data-dir "$DATA" --licenses "$LICENSES"
 echo "   data directory: $(du -sh "$DATA" | cut -f1)"
 
-# serve EXTRA-ARGS...: starts the server on the data directory, sets SERVER and URL.
+# serve EXTRA-ARGS...: the server on the data directory, rate limits off.
 serve() {
-    "$BIN/control-plane" serve --data-dir "$DATA" --listen 127.0.0.1:0 \
-        --heartbeats-per-minute 0 --activations-per-minute 0 --auth-failures-per-minute 0 \
-        "$@" > "$WORK/serve.out" 2> "$WORK/serve.log" &
-    SERVER=$!
-    for _ in $(seq 600); do
-        grep -q '^listening on ' "$WORK/serve.out" 2>/dev/null && break
-        kill -0 "$SERVER" 2>/dev/null || { cat "$WORK/serve.log"; exit 1; }
-        sleep 0.1
-    done
-    URL=$(sed -n 's/^listening on //p' "$WORK/serve.out")
-    [ -n "$URL" ] || { echo "the server did not start; log:"; cat "$WORK/serve.log"; exit 1; }
+    start_server "$DATA" \
+        --heartbeats-per-minute 0 --activations-per-minute 0 --auth-failures-per-minute 0 "$@"
 }
 stop_server() {
-    kill -TERM "$SERVER"
-    wait "$SERVER" || true
+    stop "$SERVER"
     SERVER=""
 }
 sweeps() { grep -c 'health sweep' "$WORK/serve.log" || true; }
@@ -88,12 +72,12 @@ sweeps() { grep -c 'health sweep' "$WORK/serve.log" || true; }
 echo "== control-plane serve, no scheduled sweep (--sweep-interval 0)"
 serve --sweep-interval 0
 sleep 2
-echo "   after start:          $(mem)"
+echo "   after start:          $(mem "$SERVER")"
 
 echo "== phase 1: fleet load (2,000 more licenses issued and activated, then heartbeats)"
 reset_peak
 fleet
-echo "   after the load:       $(mem)"
+echo "   after the load:       $(mem "$SERVER")"
 stop_server
 
 # `POST /licenses/health/sweep` cannot sweep a million: the request times out
@@ -101,17 +85,17 @@ stop_server
 echo "== phase 2: control-plane serve --sweep-interval 1: a sweep at start, then back to back"
 SECONDS=0
 serve --sweep-interval 1
-echo "   after start:          $(mem)"
+echo "   after start:          $(mem "$SERVER")"
 until [ "$(sweeps)" -ge 1 ]; do
     kill -0 "$SERVER" || { cat "$WORK/serve.log"; exit 1; }
     sleep 0.5
 done
 echo "   the first sweep ended ${SECONDS} s after start: $(grep 'health sweep' "$WORK/serve.log" | head -1 | sed 's/\x1b\[[0-9;]*m//g')"
-echo "   after the first sweep: $(mem)"
+echo "   after the first sweep: $(mem "$SERVER")"
 
 echo "== phase 3: fleet load again, while sweeps (nothing left to change) run back to back"
 reset_peak
 BEFORE=$(sweeps)
 fleet
 echo "   sweeps that ended during the load: $(( $(sweeps) - BEFORE ))"
-echo "   after load and sweeps: $(mem)"
+echo "   after load and sweeps: $(mem "$SERVER")"
