@@ -607,7 +607,7 @@ async fn audit_verify(data_dir: &Path) -> Result<ExitCode> {
         bail!("{} does not exist", data_dir.display());
     }
     let store = SledStore::open(data_dir)?;
-    match store.verify_audit()? {
+    match store.verify_audit().await? {
         Ok(count) => {
             println!("audit chain intact: {count} records");
             Ok(ExitCode::SUCCESS)

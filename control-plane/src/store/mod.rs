@@ -8,9 +8,11 @@
 //! returns only once the step is durable.
 
 pub mod group_commit;
+pub mod migrate;
+pub mod postgres;
 pub mod sled_store;
 
-use crate::domain::audit::{AuditEvent, AuditRecord};
+use crate::domain::audit::{AuditEvent, AuditRecord, Broken, ChainHead};
 use crate::domain::ids::{LicenseId, SecretDigest, UserId};
 use crate::domain::license::{License, Status};
 use crate::domain::settings::Settings;
@@ -19,9 +21,49 @@ use crate::error::Result;
 use keys::UnixTime;
 use keys::keyfile::SealedKey;
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The schema version this build writes and reads.
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// Where the store is: `sled:DIR` (or a bare directory), the embedded default,
+/// or `postgres://...` / `postgresql://...` (docs/operations.md "PostgreSQL").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    Sled(PathBuf),
+    Postgres(String),
+}
+
+impl StoreLocation {
+    /// Parses `sled:DIR`, `postgres://...` or `postgresql://...`; anything else
+    /// is taken as a sled directory.
+    pub fn parse(text: &str) -> StoreLocation {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            StoreLocation::Postgres(text.to_owned())
+        } else {
+            StoreLocation::Sled(PathBuf::from(text.strip_prefix("sled:").unwrap_or(text)))
+        }
+    }
+
+    /// Opens the store (for PostgreSQL: connects and applies migrations).
+    pub async fn open(&self) -> Result<Arc<dyn Store>> {
+        Ok(match self {
+            StoreLocation::Sled(dir) => Arc::new(sled_store::SledStore::open(dir)?),
+            StoreLocation::Postgres(url) => Arc::new(postgres::PgStore::connect(url).await?),
+        })
+    }
+}
+
+impl std::fmt::Display for StoreLocation {
+    /// The location with any password in a PostgreSQL URL masked, for logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreLocation::Sled(dir) => write!(f, "sled:{}", dir.display()),
+            StoreLocation::Postgres(url) => f.write_str(&postgres::redact(url)),
+        }
+    }
+}
 
 /// A write of one license, checked against the version it was read at.
 #[derive(Debug, Clone)]
@@ -224,5 +266,43 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Fails when the store can no longer make writes durable.
     async fn health(&self) -> Result<()>;
     /// The head of the audit chain (the last record's seq and hash).
-    async fn audit_head(&self) -> Result<crate::domain::audit::ChainHead>;
+    async fn audit_head(&self) -> Result<ChainHead>;
+
+    /// Checks the whole audit chain, and that it ends at the head recorded in
+    /// the same steps as the records (so records cut off the end are noticed
+    /// too). Returns the number of records, or where the chain breaks.
+    async fn verify_audit(&self) -> Result<std::result::Result<u64, Broken>> {
+        let head = self.audit_head().await?;
+        let mut records = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .audit(&AuditQuery {
+                    after,
+                    limit: 10_000,
+                    ..AuditQuery::default()
+                })
+                .await?;
+            records.extend(page.items);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        let last_hash = records.last().map(|r| r.hash.clone());
+        Ok(match crate::domain::audit::verify_chain(records) {
+            Ok(count)
+                if count != head.seq || (count > 0 && last_hash.as_deref() != Some(&head.hash)) =>
+            {
+                Err(Broken {
+                    seq: count + 1,
+                    reason: format!(
+                        "the log ends at record {count} but the recorded head is record {}",
+                        head.seq
+                    ),
+                })
+            }
+            other => other,
+        })
+    }
 }
