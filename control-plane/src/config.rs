@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    /// `postgres://...` or `sled:DIR` (docs/operations.md "PostgreSQL and replicas").
+    pub store: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub kek_file: Option<PathBuf>,

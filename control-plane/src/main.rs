@@ -1,5 +1,5 @@
 //! `control-plane`: the vendor's licensing server, its offline maintenance
-//! commands (`init`, `serve`, `audit verify`), and the admin CLI that drives a
+//! commands (`init`, `serve`, `audit verify`, `migrate`), and the admin CLI that drives a
 //! running server over HTTP(S) (`licenses`, `signing-keys`, `audit list`,
 //! `users`, `settings`; the code is in `client/`).
 //!
@@ -29,8 +29,7 @@ use control_plane::http::rate_limit::RateLimits;
 use control_plane::http::tls::{Tls, TlsFiles};
 use control_plane::secrets::Kek;
 use control_plane::service::{ControlPlane, RootSetup};
-use control_plane::store::Store as _;
-use control_plane::store::sled_store::SledStore;
+use control_plane::store::{Store, StoreLocation};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -91,22 +90,42 @@ enum Command {
     /// The fleet-wide settings on a running control plane
     #[command(after_help = EXIT_CODES)]
     Settings(client::SettingsArgs),
+    /// Copy a stopped installation's store into an empty PostgreSQL database, and verify the copy
+    Migrate(MigrateArgs),
+}
+
+#[derive(Args)]
+struct MigrateArgs {
+    /// The store to copy: `sled:DIR` (its control plane stopped: sled locks its directory)
+    #[arg(long)]
+    from: String,
+    /// The empty PostgreSQL database to copy into: `postgres://...`
+    #[arg(long)]
+    to: String,
 }
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check the audit hash chain of a stopped control plane's data directory
-    Verify(DataArgs),
+    /// Check the audit hash chain of a store (a sled data directory must be stopped)
+    Verify(StoreArgs),
     /// Read the audit log of a running control plane
     #[command(after_help = EXIT_CODES)]
     List(client::AuditListArgs),
 }
 
 #[derive(Args)]
-struct DataArgs {
-    /// The data directory
+struct StoreArgs {
+    /// The store: `postgres://...` or `sled:DIR`
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_STORE",
+        conflicts_with = "data_dir",
+        required_unless_present = "data_dir"
+    )]
+    store: Option<String>,
+    /// The data directory of a sled store (the same as `--store sled:DIR`)
     #[arg(long, env = "CONTROL_PLANE_DATA_DIR")]
-    data_dir: PathBuf,
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -114,10 +133,13 @@ struct CommonArgs {
     /// A TOML config file (flags and environment variables override it)
     #[arg(long, env = "CONTROL_PLANE_CONFIG")]
     config: Option<PathBuf>,
-    /// The data directory
+    /// The store: `postgres://...` for replicas on PostgreSQL, or `sled:DIR` [default: sled in --data-dir]
+    #[arg(long, env = "CONTROL_PLANE_STORE", conflicts_with = "data_dir")]
+    store: Option<String>,
+    /// The data directory of the embedded sled store
     #[arg(long, env = "CONTROL_PLANE_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// The key-encryption key file [default: <data-dir>.kek, beside the data directory]
+    /// The key-encryption key file [default: <data-dir>.kek, beside the data directory; required with PostgreSQL unless CONTROL_PLANE_KEK is set]
     #[arg(long, env = "CONTROL_PLANE_KEK_FILE")]
     kek_file: Option<PathBuf>,
     /// Log format
@@ -185,8 +207,10 @@ struct ServeArgs {
 
 /// The settings after flags, environment and file are merged.
 struct Resolved {
-    data_dir: PathBuf,
-    kek_file: PathBuf,
+    store: StoreLocation,
+    /// `None` with PostgreSQL and no file given: the KEK must come from
+    /// CONTROL_PLANE_KEK (there is no data directory to sit beside).
+    kek_file: Option<PathBuf>,
     file: FileConfig,
 }
 
@@ -195,16 +219,26 @@ fn resolve(common: &CommonArgs) -> Result<Resolved> {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
-    let data_dir = common
-        .data_dir
-        .clone()
-        .or_else(|| file.data_dir.clone())
-        .context("no data directory: give --data-dir, CONTROL_PLANE_DATA_DIR or data_dir in the config file")?;
+    let store = match (&common.store, &common.data_dir) {
+        (Some(store), _) => StoreLocation::parse(store),
+        (None, Some(dir)) => StoreLocation::Sled(dir.clone()),
+        (None, None) => match (&file.store, &file.data_dir) {
+            (Some(store), _) => StoreLocation::parse(store),
+            (None, Some(dir)) => StoreLocation::Sled(dir.clone()),
+            (None, None) => bail!(
+                "no store: give --data-dir (CONTROL_PLANE_DATA_DIR, data_dir in the config file) \
+                 or --store postgres://... (CONTROL_PLANE_STORE, store)"
+            ),
+        },
+    };
     let kek_file = common
         .kek_file
         .clone()
         .or_else(|| file.kek_file.clone())
-        .unwrap_or_else(|| default_kek_file(&data_dir));
+        .or_else(|| match &store {
+            StoreLocation::Sled(dir) => Some(default_kek_file(dir)),
+            StoreLocation::Postgres(_) => None,
+        });
     init_logging(
         common
             .log_format
@@ -212,7 +246,7 @@ fn resolve(common: &CommonArgs) -> Result<Resolved> {
             .unwrap_or(LogFormat::Human),
     );
     Ok(Resolved {
-        data_dir,
+        store,
         kek_file,
         file,
     })
@@ -238,13 +272,19 @@ enum KekSource {
     File(PathBuf),
 }
 
-fn kek_source(common: &CommonArgs, resolved: &Resolved) -> KekSource {
+fn kek_source(common: &CommonArgs, resolved: &Resolved) -> Result<KekSource> {
     if common.kek_file.is_none()
         && let Ok(text) = std::env::var("CONTROL_PLANE_KEK")
     {
-        return KekSource::Env(text);
+        return Ok(KekSource::Env(text));
     }
-    KekSource::File(resolved.kek_file.clone())
+    match &resolved.kek_file {
+        Some(path) => Ok(KekSource::File(path.clone())),
+        None => bail!(
+            "no key-encryption key: with PostgreSQL give --kek-file (CONTROL_PLANE_KEK_FILE, kek_file) \
+             or CONTROL_PLANE_KEK; every replica needs the same one"
+        ),
+    }
 }
 
 fn load_kek(source: &KekSource) -> Result<Kek> {
@@ -279,7 +319,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Init(args) => init(args).await,
         Command::Serve(args) => serve(args).await,
-        Command::Audit(AuditCommand::Verify(args)) => audit_verify(&args.data_dir).await,
+        Command::Audit(AuditCommand::Verify(args)) => audit_verify(args).await,
+        Command::Migrate(args) => migrate(args).await,
         Command::Audit(AuditCommand::List(args)) => Ok(client::audit_list(args).await),
         Command::Licenses(args) => Ok(client::licenses(args).await),
         Command::SigningKeys(args) => Ok(client::signing_keys(args).await),
@@ -290,29 +331,33 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 
 async fn init(args: InitArgs) -> Result<ExitCode> {
     let resolved = resolve(&args.common)?;
-    create_private_dir(&resolved.data_dir)?;
-    let store = SledStore::open(&resolved.data_dir)?;
+    if let StoreLocation::Sled(dir) = &resolved.store {
+        create_private_dir(dir)?;
+    }
+    let store = resolved.store.open().await?;
     if store.is_initialized().await? {
         bail!(
             "{} is already initialized; nothing was changed",
-            resolved.data_dir.display()
+            resolved.store
         );
     }
-    let source = kek_source(&args.common, &resolved);
+    let source = kek_source(&args.common, &resolved)?;
     let kek = match &source {
         KekSource::File(path) if !path.exists() => {
-            let inside = match (
-                std::fs::canonicalize(&resolved.data_dir),
-                path.parent().map(std::fs::canonicalize),
-            ) {
-                (Ok(data), Some(Ok(parent))) => parent.starts_with(data),
-                _ => path.starts_with(&resolved.data_dir),
-            };
-            if inside {
-                bail!(
-                    "the key-encryption key must not live inside the data directory ({})",
-                    path.display()
-                );
+            if let StoreLocation::Sled(dir) = &resolved.store {
+                let inside = match (
+                    std::fs::canonicalize(dir),
+                    path.parent().map(std::fs::canonicalize),
+                ) {
+                    (Ok(data), Some(Ok(parent))) => parent.starts_with(data),
+                    _ => path.starts_with(dir),
+                };
+                if inside {
+                    bail!(
+                        "the key-encryption key must not live inside the data directory ({})",
+                        path.display()
+                    );
+                }
             }
             let kek = Kek::generate()?;
             kek.write_new(path)?;
@@ -329,13 +374,14 @@ async fn init(args: InitArgs) -> Result<ExitCode> {
         Some(trust_file) => offline_root(&args, trust_file)?,
     };
     let done =
-        ControlPlane::initialize_with(&store, &SystemClock, &kek, &args.admin_name, root).await?;
-    store.flush()?;
+        ControlPlane::initialize_with(store.as_ref(), &SystemClock, &kek, &args.admin_name, root)
+            .await?;
+    store.sync().await?;
     if args.json {
         println!(
             "{}",
             serde_json::json!({
-                "data_dir": resolved.data_dir,
+                "store": resolved.store.to_string(),
                 "kek": kek_shown,
                 "admin_id": done.admin.id,
                 "admin_name": done.admin.name,
@@ -345,7 +391,7 @@ async fn init(args: InitArgs) -> Result<ExitCode> {
             })
         );
     } else {
-        println!("initialized {}", resolved.data_dir.display());
+        println!("initialized {}", resolved.store);
         println!(
             "key-encryption key: {kek_shown} (keep it apart from the data directory and its backups)"
         );
@@ -424,27 +470,29 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
              or pass --allow-plain-http when a TLS-terminating proxy sits in front"
         );
     }
-    if !resolved.data_dir.exists() {
+    if let StoreLocation::Sled(dir) = &resolved.store
+        && !dir.exists()
+    {
         bail!(
             "{} does not exist: run `control-plane init --data-dir {}` first",
-            resolved.data_dir.display(),
-            resolved.data_dir.display()
+            dir.display(),
+            dir.display()
         );
     }
-    let store = Arc::new(SledStore::open(&resolved.data_dir)?);
+    let store = resolved.store.open().await?;
     if !store.is_initialized().await? {
         bail!(
-            "{} is not initialized: run `control-plane init --data-dir {}` first",
-            resolved.data_dir.display(),
-            resolved.data_dir.display()
+            "{} is not initialized: run `control-plane init` on it first",
+            resolved.store
         );
     }
-    let kek = load_kek(&kek_source(&args.common, &resolved))?;
+    let kek = load_kek(&kek_source(&args.common, &resolved)?)?;
     let cp = Arc::new(ControlPlane::open(store.clone(), Arc::new(SystemClock), kek, issuer).await?);
     let interval = args.sweep_interval.unwrap_or(3600);
     tokio::spawn(housekeeping(
         cp.clone(),
         (interval > 0).then(|| std::time::Duration::from_secs(interval)),
+        matches!(resolved.store, StoreLocation::Postgres(_)),
     ));
     let file_limits = resolved.file.rate_limits.unwrap_or_default();
     let options = control_plane::http::Options {
@@ -474,34 +522,46 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
         Some(tls) => {
             // Scripts and tests read this line to find the port.
             println!("listening on https://{addr}");
-            tracing::info!(%addr, data_dir = %resolved.data_dir.display(), cert = %tls.files().cert.display(), "serving HTTPS");
+            tracing::info!(%addr, store = %resolved.store, cert = %tls.files().cert.display(), "serving HTTPS");
             control_plane::http::tls::serve_tls(listener, router, &tls, shutdown).await?;
         }
         None => {
             listener.set_nonblocking(true)?;
             let listener = tokio::net::TcpListener::from_std(listener)?;
             println!("listening on http://{addr}");
-            tracing::info!(%addr, data_dir = %resolved.data_dir.display(), "serving plain HTTP");
+            tracing::info!(%addr, store = %resolved.store, "serving plain HTTP");
             control_plane::http::serve(listener, router, shutdown).await?;
         }
     }
-    store.flush()?;
+    store.sync().await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-/// The certificate renewal check (at start, then every six hours, always) and
-/// the health sweep (every `sweep_every`, unless disabled). Failures are logged
+/// The certificate renewal check (at start, then every six hours, always),
+/// the health sweep (every `sweep_every`, unless disabled) and, when replicas
+/// share the store, the reload of the signing key that another replica may have
+/// rotated, renewed or revoked (every `SIGNER_REFRESH`). Failures are logged
 /// and retried at the next tick; they never stop the server.
-async fn housekeeping(cp: Arc<ControlPlane>, sweep_every: Option<std::time::Duration>) {
+async fn housekeeping(
+    cp: Arc<ControlPlane>,
+    sweep_every: Option<std::time::Duration>,
+    shared_store: bool,
+) {
     const RENEWAL_EVERY: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
     let mut renewal = tokio::time::interval(RENEWAL_EVERY);
     let mut sweep = tokio::time::interval(sweep_every.unwrap_or(RENEWAL_EVERY));
-    for ticks in [&mut renewal, &mut sweep] {
+    let mut signer = tokio::time::interval(control_plane::service::SIGNER_REFRESH);
+    for ticks in [&mut renewal, &mut sweep, &mut signer] {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
     loop {
         tokio::select! {
+            _ = signer.tick(), if shared_store => {
+                if let Err(e) = cp.reload_signer().await {
+                    tracing::error!(error = %e, "reloading the signing key failed; still signing with the previous one");
+                }
+            }
             _ = renewal.tick() => {
                 if let Err(e) = cp.renew_certificate_if_due().await {
                     tracing::error!(error = %e, "certificate renewal check failed");
@@ -602,11 +662,13 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     }
 }
 
-async fn audit_verify(data_dir: &Path) -> Result<ExitCode> {
-    if !data_dir.exists() {
-        bail!("{} does not exist", data_dir.display());
-    }
-    let store = SledStore::open(data_dir)?;
+async fn audit_verify(args: StoreArgs) -> Result<ExitCode> {
+    let location = match (&args.store, &args.data_dir) {
+        (Some(store), _) => StoreLocation::parse(store),
+        (None, Some(dir)) => StoreLocation::Sled(dir.clone()),
+        (None, None) => bail!("give --store or --data-dir"),
+    };
+    let store = open_existing(&location).await?;
     match store.verify_audit().await? {
         Ok(count) => {
             println!("audit chain intact: {count} records");
@@ -620,6 +682,45 @@ async fn audit_verify(data_dir: &Path) -> Result<ExitCode> {
             Ok(ExitCode::from(4))
         }
     }
+}
+
+/// Opens a store that must exist already (a sled directory is not created).
+async fn open_existing(location: &StoreLocation) -> Result<Arc<dyn Store>> {
+    if let StoreLocation::Sled(dir) = location
+        && !dir.exists()
+    {
+        bail!("{} does not exist", dir.display());
+    }
+    Ok(location.open().await?)
+}
+
+/// `migrate --from sled:DIR --to postgres://...`: copies, then verifies.
+async fn migrate(args: MigrateArgs) -> Result<ExitCode> {
+    init_logging(LogFormat::Human);
+    let from = StoreLocation::parse(&args.from);
+    let StoreLocation::Postgres(to_url) = StoreLocation::parse(&args.to) else {
+        bail!("--to must be a postgres:// URL");
+    };
+    if from == StoreLocation::Postgres(to_url.clone()) {
+        bail!("--from and --to are the same store");
+    }
+    let source = open_existing(&from).await.with_context(|| {
+        format!("opening {from} (is its control plane still running? stop it first)")
+    })?;
+    let target = control_plane::store::postgres::PgStore::connect(&to_url).await?;
+    let copied = control_plane::store::migrate::migrate(source.as_ref(), &target)
+        .await
+        .with_context(|| {
+            format!(
+                "migrating {from} to {}",
+                StoreLocation::Postgres(to_url.clone())
+            )
+        })?;
+    println!(
+        "migrated and verified: {} licenses, {} users, {} keys, {} audit records (chain intact)",
+        copied.licenses, copied.users, copied.keys, copied.audit_records
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -36,6 +36,10 @@ pub use console::{Login, SESSION_MAX_SECS, Session};
 const SWEEP_PAGE: usize = 10_000;
 /// How many times a read-modify-write is retried when another writer got there first.
 const CONFLICT_RETRIES: usize = 8;
+/// How often a replica sharing its store with others reloads the signing key
+/// from it, so a rotation, renewal or revocation made through another replica
+/// reaches it (docs/operations.md "PostgreSQL and replicas").
+pub const SIGNER_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long a signed denial is valid: long enough to reach the appliance.
 const DENIAL_TTL_SECS: i64 = 3600;
 /// Validity of a signing-key certificate made by the online root.
@@ -1720,7 +1724,8 @@ impl ControlPlane {
             .map(drop)
     }
 
-    async fn reload_signer(&self) -> Result<()> {
+    /// Reloads the active signing key and the revoked kids from the store.
+    pub async fn reload_signer(&self) -> Result<()> {
         let signer = Self::load_signer(self.store.as_ref(), &self.kek).await?;
         match self.signer.write() {
             Ok(mut guard) => *guard = Arc::new(signer),

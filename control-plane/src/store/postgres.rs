@@ -242,16 +242,25 @@ impl PgStore {
             .execute(&mut *tx)
             .await
             .map_err(pg_err)?;
-        sqlx::raw_sql(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                version integer PRIMARY KEY,
-                description text NOT NULL,
-                applied_at timestamptz NOT NULL DEFAULT now()
-            )",
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(pg_err)?;
+        // Asked first rather than `CREATE TABLE IF NOT EXISTS`, whose notice
+        // would be logged at every start.
+        let tracked: bool = sqlx::query("SELECT to_regclass('schema_migrations') IS NOT NULL AS t")
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|row| row.try_get("t"))
+            .map_err(pg_err)?;
+        if !tracked {
+            sqlx::raw_sql(
+                "CREATE TABLE schema_migrations (
+                    version integer PRIMARY KEY,
+                    description text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )",
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(pg_err)?;
+        }
         let applied: i32 =
             sqlx::query("SELECT coalesce(max(version), 0) AS v FROM schema_migrations")
                 .fetch_one(&mut *tx)
