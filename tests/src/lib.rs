@@ -2,12 +2,14 @@
 //! loopback port with a manual clock, simulated machines, and appliance agents
 //! pointed at it; in [`procs`], the real binaries as separate processes with
 //! days passing through libfaketime; and [`fault_proxy`], a loopback HTTP proxy
-//! that injects network faults between an appliance and the control plane. The
-//! test modules are in `tests/it/`.
+//! that injects network faults between an appliance and the control plane; and
+//! [`postgres`], a fresh PostgreSQL database per test. The test modules are in
+//! `tests/it/`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod fault_proxy;
+pub mod postgres;
 pub mod procs;
 
 use appliance::agent::{Agent, AgentConfig};

@@ -420,11 +420,15 @@ pub struct PlaneOptions {
 }
 
 /// `control-plane serve` on a fresh data directory and a loopback port, with
-/// rate limits off (the scenarios heartbeat far faster than a fleet).
+/// rate limits off (the scenarios heartbeat far faster than a fleet); or on a
+/// PostgreSQL store that exists already ([`ControlPlaneProc::start_on_postgres`]).
 #[derive(Debug)]
 pub struct ControlPlaneProc {
     dir: tempfile::TempDir,
     options: PlaneOptions,
+    /// The PostgreSQL URL and the KEK file when the store is PostgreSQL; the
+    /// sled store in `dir/data` when `None`.
+    postgres: Option<(String, PathBuf)>,
     /// The super_admin's API token from `init --json`.
     pub token: String,
     pub addr: std::net::SocketAddr,
@@ -450,6 +454,7 @@ impl ControlPlaneProc {
         let mut plane = ControlPlaneProc {
             dir,
             options,
+            postgres: None,
             token,
             addr: "127.0.0.1:0".parse().unwrap(),
             url: String::new(),
@@ -459,16 +464,71 @@ impl ControlPlaneProc {
         plane
     }
 
+    /// `control-plane serve --store URL --kek-file KEK` on a PostgreSQL store
+    /// that is initialized already (by `migrate`), listening on `listen` (an
+    /// earlier server's address, retried until the port is free, so that
+    /// appliances need no new address; or port 0). `token` is the admin token
+    /// its installation was initialized with.
+    pub fn start_on_postgres(
+        url: &str,
+        kek_file: &Path,
+        token: &str,
+        listen: std::net::SocketAddr,
+        options: PlaneOptions,
+    ) -> ControlPlaneProc {
+        let mut plane = ControlPlaneProc {
+            dir: tempfile::tempdir().unwrap(),
+            options,
+            postgres: Some((url.to_owned(), kek_file.to_owned())),
+            token: token.to_owned(),
+            addr: listen,
+            url: String::new(),
+            server: None,
+        };
+        wait_port_free(listen);
+        plane.serve(listen);
+        plane
+    }
+
     /// The temp directory (data dir, KEK, files for appliances).
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
 
+    /// The sled data directory (`init --data-dir`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The key-encryption key file `init` wrote beside the data directory
+    /// (`control_plane::config::default_kek_file`).
+    pub fn kek_file(&self) -> PathBuf {
+        match &self.postgres {
+            Some((_, kek)) => kek.clone(),
+            None => control_plane::config::default_kek_file(&self.data_dir()),
+        }
+    }
+
+    /// The store as `--store` and `migrate --from` take it.
+    pub fn store(&self) -> String {
+        match &self.postgres {
+            Some((url, _)) => url.clone(),
+            None => format!("sled:{}", self.data_dir().display()),
+        }
+    }
+
     fn serve(&mut self, listen: std::net::SocketAddr) {
         let mut serve = Command::new(bin("control-plane"));
+        serve.arg("serve");
+        match &self.postgres {
+            Some((url, kek)) => {
+                serve.arg("--store").arg(url).arg("--kek-file").arg(kek);
+            }
+            None => {
+                serve.arg("--data-dir").arg(self.data_dir());
+            }
+        }
         serve
-            .args(["serve", "--data-dir"])
-            .arg(self.dir.path().join("data"))
             .arg("--listen")
             .arg(listen.to_string())
             .env("CONTROL_PLANE_HEARTBEATS_PER_MINUTE", "0")
@@ -520,20 +580,7 @@ impl ControlPlaneProc {
     pub fn restart(&mut self) {
         self.stop();
         let addr = self.addr;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            // Probe the port first: a failed `serve` would only say so on its log.
-            match std::net::TcpListener::bind(addr) {
-                Ok(probe) => {
-                    drop(probe);
-                    break;
-                }
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "port {addr} stays busy: {e}");
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            }
-        }
+        wait_port_free(addr);
         self.serve(addr);
         assert_eq!(
             self.addr, addr,
@@ -544,13 +591,18 @@ impl ControlPlaneProc {
     /// Runs an admin CLI command (`licenses show ID`...) with `--json` and the
     /// token; returns the exit code and the parsed answer.
     pub fn cli(&self, args: &[&str]) -> (Option<i32>, Value) {
+        self.cli_as(&self.token, args)
+    }
+
+    /// [`ControlPlaneProc::cli`] with another user's API token.
+    pub fn cli_as(&self, token: &str, args: &[&str]) -> (Option<i32>, Value) {
         let mut command = Command::new(bin("control-plane"));
         command
             .args(args)
             .arg("--server")
             .arg(&self.url)
             .arg("--json")
-            .env("CONTROL_PLANE_TOKEN", &self.token);
+            .env("CONTROL_PLANE_TOKEN", token);
         let out = run_to_end(command);
         (out.code, out.json())
     }
@@ -632,14 +684,10 @@ impl ControlPlaneProc {
         self.cli_ok(&["licenses", "sweep"])
     }
 
-    /// `control-plane audit verify` on the data directory; the server must be
-    /// stopped (sled locks the directory while it runs).
+    /// `control-plane audit verify` on the store; a sled server must be
+    /// stopped (sled locks the directory while it runs), a PostgreSQL one need not.
     pub fn audit_verify(&self) -> Output {
-        let mut command = Command::new(bin("control-plane"));
-        command
-            .args(["audit", "verify", "--data-dir"])
-            .arg(self.dir.path().join("data"));
-        run_to_end(command)
+        control_plane(&["audit", "verify", "--store", &self.store()])
     }
 
     /// The audit records about `target` (`audit list --target`), oldest first.
@@ -715,6 +763,39 @@ impl ControlPlaneProc {
         });
         std::fs::write(path, text).unwrap();
     }
+}
+
+/// Waits until `addr` can be bound: probed first, because a `serve` that
+/// cannot bind would only say so on its log.
+fn wait_port_free(addr: std::net::SocketAddr) {
+    if addr.port() == 0 {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(probe) => {
+                drop(probe);
+                return;
+            }
+            Err(e) => {
+                assert!(Instant::now() < deadline, "port {addr} stays busy: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Runs `control-plane ARGS...` to its end (an offline command: `migrate`,
+/// `audit verify`).
+pub fn control_plane(args: &[&str]) -> Output {
+    let mut command = Command::new(bin("control-plane"));
+    command
+        .args(args)
+        .env_remove("CONTROL_PLANE_STORE")
+        .env_remove("CONTROL_PLANE_DATA_DIR")
+        .env("CONTROL_PLANE_LOG", "warn");
+    run_to_end(command)
 }
 
 impl Drop for ControlPlaneProc {
