@@ -43,6 +43,10 @@ use std::time::Duration;
 /// The schema, as numbered migrations applied in order at start
 /// ([`PgStore::connect`]); a database with a number this build does not know
 /// is refused. Never edit one that has shipped: add the next.
+///
+/// `licenses` keeps a fifth of each page free: a heartbeat rewrites its row
+/// without changing an indexed column, which PostgreSQL can then do within the
+/// page (a HOT update) instead of adding an entry to every index.
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
     1,
     "licenses, users, tokens, keys, audit, meta",
@@ -60,7 +64,7 @@ CREATE TABLE licenses (
     bound boolean NOT NULL,
     customer text COLLATE "C" NOT NULL,
     record text NOT NULL
-);
+) WITH (fillfactor = 80);
 CREATE INDEX licenses_by_customer ON licenses (customer, id);
 CREATE INDEX licenses_by_status ON licenses (status, id);
 CREATE TABLE users (
