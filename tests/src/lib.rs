@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod fault_proxy;
+pub mod postgres;
 pub mod procs;
 
 use appliance::agent::{Agent, AgentConfig};

@@ -417,6 +417,40 @@ pub struct PlaneOptions {
     pub sweep_interval_secs: Option<u64>,
     /// Run it under this fake clock (its days pass with the appliance's).
     pub clock: Option<FakeClock>,
+    /// Serve this shared store instead of a private data directory: one
+    /// replica of several ([`ControlPlaneProc::replica`]).
+    pub store: Option<SharedStore>,
+}
+
+/// A store several `serve` processes share as replicas: a `postgres://` URL and
+/// the key-encryption key file they all read.
+#[derive(Debug, Clone)]
+pub struct SharedStore {
+    pub url: String,
+    pub kek_file: PathBuf,
+}
+
+impl SharedStore {
+    /// `control-plane init --store URL --kek-file FILE --json`, which writes the
+    /// KEK file; the super_admin's API token.
+    pub fn init(&self) -> String {
+        let mut init = Command::new(bin("control-plane"));
+        init.args(["init", "--json", "--store", &self.url, "--kek-file"])
+            .arg(&self.kek_file);
+        let out = run_to_end(init);
+        assert_eq!(out.code, Some(0), "control-plane init --store: {out:?}");
+        out.json()["admin_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no admin_token in {}", out.stdout))
+            .to_owned()
+    }
+
+    /// `control-plane audit verify --store URL` (replicas may be serving).
+    pub fn audit_verify(&self) -> Output {
+        let mut command = Command::new(bin("control-plane"));
+        command.args(["audit", "verify", "--store", &self.url]);
+        run_to_end(command)
+    }
 }
 
 /// `control-plane serve` on a fresh data directory and a loopback port, with
@@ -459,6 +493,25 @@ impl ControlPlaneProc {
         plane
     }
 
+    /// `serve` on `store` (initialized with [`SharedStore::init`], whose
+    /// `token` this is) on a loopback port: one replica; start several on the
+    /// same store for several.
+    pub fn replica(store: SharedStore, token: &str, options: PlaneOptions) -> ControlPlaneProc {
+        let mut plane = ControlPlaneProc {
+            dir: tempfile::tempdir().unwrap(),
+            options: PlaneOptions {
+                store: Some(store),
+                ..options
+            },
+            token: token.to_owned(),
+            addr: "127.0.0.1:0".parse().unwrap(),
+            url: String::new(),
+            server: None,
+        };
+        plane.serve("127.0.0.1:0".parse().unwrap());
+        plane
+    }
+
     /// The temp directory (data dir, KEK, files for appliances).
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -466,9 +519,14 @@ impl ControlPlaneProc {
 
     fn serve(&mut self, listen: std::net::SocketAddr) {
         let mut serve = Command::new(bin("control-plane"));
+        serve.arg("serve");
+        match &self.options.store {
+            Some(store) => serve
+                .args(["--store", &store.url, "--kek-file"])
+                .arg(&store.kek_file),
+            None => serve.arg("--data-dir").arg(self.dir.path().join("data")),
+        };
         serve
-            .args(["serve", "--data-dir"])
-            .arg(self.dir.path().join("data"))
             .arg("--listen")
             .arg(listen.to_string())
             .env("CONTROL_PLANE_HEARTBEATS_PER_MINUTE", "0")
@@ -515,7 +573,7 @@ impl ControlPlaneProc {
         }
     }
 
-    /// Serves again on the same data directory and the same port (retrying
+    /// Serves again on the same store and the same port (retrying
     /// while the port is not free yet), so appliances need no new address.
     pub fn restart(&mut self) {
         self.stop();
