@@ -12,7 +12,7 @@
 
 use crate::fleet::Device;
 use crate::procs;
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use hdrhistogram::Histogram;
 use keys::proto::RequestKind;
 use reqwest::Client;
@@ -59,10 +59,11 @@ pub struct Config {
     pub verify_every: u64,
 }
 
-/// CPU and memory of the server under load and of this process.
-#[derive(Debug, Clone, Copy)]
+/// CPU and memory of the server under load (the sum over its replicas) and of
+/// this process.
+#[derive(Debug, Clone)]
 pub struct Probe {
-    pub server_pid: Option<u32>,
+    pub server_pids: Vec<u32>,
     pub ticks_per_sec: f64,
 }
 
@@ -76,8 +77,16 @@ impl Probe {
     fn take(&self) -> Snapshot {
         Snapshot {
             server: self
-                .server_pid
-                .and_then(|pid| procs::sample(pid, self.ticks_per_sec).ok()),
+                .server_pids
+                .iter()
+                .map(|&pid| procs::sample(pid, self.ticks_per_sec).ok())
+                .reduce(|a, b| {
+                    a.zip(b).map(|(a, b)| procs::Sample {
+                        cpu_secs: a.cpu_secs + b.cpu_secs,
+                        peak_rss_kib: a.peak_rss_kib + b.peak_rss_kib,
+                    })
+                })
+                .flatten(),
             client_cpu_secs: procs::sample(std::process::id(), self.ticks_per_sec)
                 .ok()
                 .map(|s| s.cpu_secs),
@@ -138,7 +147,9 @@ impl LeaseCheck {
 
 struct Shared {
     client: Client,
-    base: String,
+    /// The server's base URLs: a request goes to one replica, the next
+    /// request of the same device to the next.
+    bases: Vec<String>,
     target: Target,
     config: Config,
     check: Option<LeaseCheck>,
@@ -166,13 +177,16 @@ pub fn histogram() -> Result<Histogram<u64>> {
 /// counters moved on) for the next phase.
 pub async fn run(
     client: &Client,
-    base: &str,
+    bases: &[String],
     target: Target,
     devices: Vec<Device>,
     config: Config,
     check: Option<LeaseCheck>,
     probe: Probe,
 ) -> Result<(Outcome, Vec<Device>)> {
+    if bases.is_empty() {
+        bail!("no server to send requests to");
+    }
     let workers = config.concurrency.clamp(1, devices.len().max(1));
     let mut shares: Vec<Vec<Device>> = (0..workers).map(|_| Vec::new()).collect();
     for (i, device) in devices.into_iter().enumerate() {
@@ -184,7 +198,7 @@ pub async fn run(
     let measure_from = start + config.warmup;
     let shared = Arc::new(Shared {
         client: client.clone(),
-        base: base.to_owned(),
+        bases: bases.to_vec(),
         target,
         config,
         check,
@@ -283,11 +297,13 @@ async fn worker(
             && shared.check.is_some()
             && (next as u64).is_multiple_of(shared.config.verify_every.max(1));
         let index = next % devices.len();
+        // Each round over the devices moves every device to the next replica.
+        let replica = (next / devices.len() + index) % shared.bases.len();
         next = next.wrapping_add(1);
         let Some(device) = devices.get_mut(index) else {
             break;
         };
-        let answer = one(&shared, device, verify).await;
+        let answer = one(&shared, device, replica, verify).await;
         let now = Instant::now();
         if due < shared.measure_from {
             continue;
@@ -310,14 +326,23 @@ async fn worker(
 
 /// Sends one request and checks its answer; `Ok(true)` when a lease was
 /// verified, `Err(kind)` for a failure.
-async fn one(shared: &Shared, device: &mut Device, verify: bool) -> Result<bool, String> {
+async fn one(
+    shared: &Shared,
+    device: &mut Device,
+    replica: usize,
+    verify: bool,
+) -> Result<bool, String> {
     let (body, nonce) = device
         .next_body(RequestKind::Heartbeat)
         .map_err(|e| format!("client: {e}"))?;
+    let base = shared
+        .bases
+        .get(replica)
+        .ok_or_else(|| "client: no such replica".to_owned())?;
     let url = match shared.target {
-        Target::Bare => format!("{}/bare", shared.base),
-        Target::Sign => format!("{}/sign", shared.base),
-        Target::Heartbeat => format!("{}/licenses/{}/heartbeat", shared.base, device.license_id),
+        Target::Bare => format!("{base}/bare"),
+        Target::Sign => format!("{base}/sign"),
+        Target::Heartbeat => format!("{base}/licenses/{}/heartbeat", device.license_id),
     };
     let response = shared
         .client

@@ -59,6 +59,14 @@ struct RunArgs {
     /// Start this `control-plane` binary on a fresh temporary data directory
     #[arg(long)]
     spawn: Option<PathBuf>,
+    /// With --spawn: the store to initialize and serve from instead of a
+    /// temporary sled directory, an empty PostgreSQL database (`postgres://...`)
+    #[arg(long, requires = "spawn")]
+    store: Option<String>,
+    /// With --spawn and a PostgreSQL --store: replicas sharing it; each
+    /// appliance's heartbeats go to each replica in turn
+    #[arg(long, default_value_t = 1, requires = "store")]
+    replicas: usize,
     /// The `fleet-floor` binary [default: beside this one]
     #[arg(long)]
     floor: Option<PathBuf>,
@@ -184,18 +192,27 @@ async fn run(args: RunArgs) -> Result<report::Report> {
         .build()
         .context("building the HTTP client")?;
 
-    let (plane, base, token) = match (&args.spawn, &args.server, &args.token) {
+    let (plane, bases, token) = match (&args.spawn, &args.server, &args.token) {
         (Some(bin), _, _) => {
-            let (server, token) = spawn_control_plane(bin, dir.path())?;
-            let base = server.url();
-            (Some(server), base, token)
+            let (servers, token) =
+                spawn_control_plane(bin, dir.path(), args.store.as_deref(), args.replicas)?;
+            let bases = servers.iter().map(procs::Server::url).collect();
+            (servers, bases, token)
         }
-        (None, Some(url), Some(token)) => {
-            (None, url.trim_end_matches('/').to_owned(), token.clone())
-        }
+        (None, Some(url), Some(token)) => (
+            Vec::new(),
+            vec![url.trim_end_matches('/').to_owned()],
+            token.clone(),
+        ),
         _ => bail!("give --spawn, or --server with --token"),
     };
-    let plane_pid = plane.as_ref().map(procs::Server::pid).or(args.server_pid);
+    let plane_pids: Vec<u32> = if plane.is_empty() {
+        args.server_pid.into_iter().collect()
+    } else {
+        plane.iter().map(procs::Server::pid).collect()
+    };
+    // Provisioning and the acknowledgement stream go to the first replica.
+    let base = bases.first().cloned().unwrap_or_default();
 
     let trust = fetch_trust(&client, &base).await?;
     let (licenses, issue) = fleet::issue(&client, &base, &token, args.licenses, args.concurrency)
@@ -236,20 +253,21 @@ async fn run(args: RunArgs) -> Result<report::Report> {
         &dir.path().join("floor.log"),
     )?;
     let floor_probe = load::Probe {
-        server_pid: Some(floor.pid()),
+        server_pids: vec![floor.pid()],
         ticks_per_sec,
     };
+    let floor_bases = [floor.url()];
     let mut outcomes = Vec::new();
     let mut devices = devices;
     for target in [load::Target::Bare, load::Target::Sign] {
         let (outcome, back) = load::run(
             &client,
-            &floor.url(),
+            &floor_bases,
             target,
             devices,
             config,
             None,
-            floor_probe,
+            floor_probe.clone(),
         )
         .await?;
         devices = back;
@@ -258,13 +276,13 @@ async fn run(args: RunArgs) -> Result<report::Report> {
     floor.stop();
     let heartbeats = load::run(
         &client,
-        &base,
+        &bases,
         load::Target::Heartbeat,
         devices,
         config,
         Some(load::LeaseCheck { trust }),
         load::Probe {
-            server_pid: plane_pid,
+            server_pids: plane_pids,
             ticks_per_sec,
         },
     );
@@ -284,6 +302,12 @@ async fn run(args: RunArgs) -> Result<report::Report> {
     drop(plane);
 
     Ok(report::Report {
+        store: match (&args.store, &args.spawn) {
+            (Some(_), _) => "postgres",
+            (None, Some(_)) => "sled",
+            (None, None) => "the given server's",
+        },
+        replicas: bases.len(),
         licenses: args.licenses,
         concurrency: args.concurrency,
         warmup_secs: args.warmup,
@@ -323,16 +347,32 @@ async fn ack_pools(
     Ok(acks::Pools { activate, revoke })
 }
 
-/// `control-plane init` on a fresh data directory, then `serve` on a loopback
-/// port with every rate limit off (they would measure the limiter, not the
-/// server). Returns the running server and the admin token.
+/// `control-plane init` on a fresh data directory (or on `store`, an empty
+/// PostgreSQL database), then `replicas` × `serve` on loopback ports with every
+/// rate limit off (they would measure the limiter, not the server). Returns
+/// the running servers and the admin token.
 fn spawn_control_plane(
     bin: &std::path::Path,
     dir: &std::path::Path,
-) -> Result<(procs::Server, String)> {
+    store: Option<&str>,
+    replicas: usize,
+) -> Result<(Vec<procs::Server>, String)> {
+    if replicas == 0 || (replicas > 1 && store.is_none()) {
+        bail!("--replicas: 1, or more with a PostgreSQL --store");
+    }
     let data = dir.join("data");
+    let kek = dir.join("kek");
+    let store_args = |command: &mut Command| {
+        match store {
+            Some(url) => command.arg("--store").arg(url),
+            None => command.arg("--data-dir").arg(&data),
+        };
+        command.arg("--kek-file").arg(&kek);
+    };
     let mut init = Command::new(bin);
-    init.arg("init").arg("--data-dir").arg(&data).arg("--json");
+    init.arg("init");
+    store_args(&mut init);
+    init.arg("--json");
     let out = procs::run_to_end("control-plane init", init, Duration::from_secs(120))?;
     let value: serde_json::Value =
         serde_json::from_str(out.trim()).context("parsing `control-plane init --json`")?;
@@ -340,18 +380,23 @@ fn spawn_control_plane(
         .as_str()
         .ok_or_else(|| anyhow!("`control-plane init --json` printed no admin_token"))?
         .to_owned();
-    let mut serve = Command::new(bin);
-    serve
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--listen", "127.0.0.1:0"])
-        .args(["--heartbeats-per-minute", "0"])
-        .args(["--activations-per-minute", "0"])
-        .args(["--auth-failures-per-minute", "0"]);
-    let server =
-        procs::Server::spawn("control-plane serve", serve, &dir.join("control-plane.log"))?;
-    Ok((server, token))
+    let mut servers = Vec::with_capacity(replicas);
+    for replica in 0..replicas {
+        let mut serve = Command::new(bin);
+        serve.arg("serve");
+        store_args(&mut serve);
+        serve
+            .args(["--listen", "127.0.0.1:0"])
+            .args(["--heartbeats-per-minute", "0"])
+            .args(["--activations-per-minute", "0"])
+            .args(["--auth-failures-per-minute", "0"]);
+        servers.push(procs::Server::spawn(
+            "control-plane serve",
+            serve,
+            &dir.join(format!("control-plane-{replica}.log")),
+        )?);
+    }
+    Ok((servers, token))
 }
 
 /// The control plane's trust file, to verify sampled leases against.

@@ -13,6 +13,9 @@ use std::fmt::Write as _;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
+    /// `sled` or `postgres`, and how many replicas served the heartbeats.
+    pub store: &'static str,
+    pub replicas: usize,
     pub licenses: usize,
     pub concurrency: usize,
     pub warmup_secs: f64,
@@ -173,8 +176,14 @@ impl Report {
             .map_or_else(|| "flat out".to_owned(), |r| format!("open loop at {r}/s"));
         let _ = writeln!(
             out,
-            "fleet: {} licenses, {} connections, {} s per phase after {} s of warm-up, {pacing}",
-            self.licenses, self.concurrency, self.duration_secs, self.warmup_secs
+            "fleet: {} licenses, {} connections, {} s per phase after {} s of warm-up, {pacing}; \
+             {} store, {} replica(s)",
+            self.licenses,
+            self.concurrency,
+            self.duration_secs,
+            self.warmup_secs,
+            self.store,
+            self.replicas
         );
         let _ = writeln!(
             out,

@@ -100,8 +100,19 @@ struct MigrateArgs {
     #[arg(long)]
     from: String,
     /// The empty PostgreSQL database to copy into: `postgres://...`
-    #[arg(long)]
+    #[arg(long, value_parser = postgres_url)]
     to: String,
+}
+
+/// `migrate --to`'s parser: the copy goes into PostgreSQL only, and anything
+/// else is a usage error (exit 2) before any store is opened.
+fn postgres_url(text: &str) -> std::result::Result<String, String> {
+    match StoreLocation::parse(text) {
+        StoreLocation::Postgres(url) => Ok(url),
+        StoreLocation::Sled(_) => {
+            Err("not a postgres:// URL: migrate copies into PostgreSQL only".to_owned())
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -698,9 +709,7 @@ async fn open_existing(location: &StoreLocation) -> Result<Arc<dyn Store>> {
 async fn migrate(args: MigrateArgs) -> Result<ExitCode> {
     init_logging(LogFormat::Human);
     let from = StoreLocation::parse(&args.from);
-    let StoreLocation::Postgres(to_url) = StoreLocation::parse(&args.to) else {
-        bail!("--to must be a postgres:// URL");
-    };
+    let to_url = args.to;
     if from == StoreLocation::Postgres(to_url.clone()) {
         bail!("--from and --to are the same store");
     }
@@ -752,6 +761,24 @@ mod tests {
         assert!(
             Cli::try_parse_from(["control-plane", "signing-keys", "revoke", "--json"]).is_err()
         );
+    }
+
+    #[test]
+    fn migrate_copies_into_postgres_only() {
+        let parse = |to: &str| {
+            Cli::try_parse_from(["control-plane", "migrate", "--from", "sled:/d", "--to", to])
+                .map(|_| ())
+                .map_err(|e| e.kind())
+        };
+        assert_eq!(parse("postgres://u@db/licensing"), Ok(()));
+        assert_eq!(parse("postgresql://u@db/licensing"), Ok(()));
+        for to in ["sled:/e", "/e", "mysql://u@db/licensing"] {
+            assert_eq!(
+                parse(to),
+                Err(clap::error::ErrorKind::ValueValidation),
+                "{to}"
+            );
+        }
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! loopback port with a manual clock, simulated machines, and appliance agents
 //! pointed at it; in [`procs`], the real binaries as separate processes with
 //! days passing through libfaketime; and [`fault_proxy`], a loopback HTTP proxy
-//! that injects network faults between an appliance and the control plane;
-//! [`postgres`], a fresh database per test on the PostgreSQL server of
-//! `LICENSING_TEST_POSTGRES`. The test modules are in `tests/it/`.
+//! that injects network faults between an appliance and the control plane; and
+//! [`postgres`], a fresh PostgreSQL database per test. The test modules are in
+//! `tests/it/`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -417,48 +417,18 @@ pub struct PlaneOptions {
     pub sweep_interval_secs: Option<u64>,
     /// Run it under this fake clock (its days pass with the appliance's).
     pub clock: Option<FakeClock>,
-    /// Serve this shared store instead of a private data directory: one
-    /// replica of several ([`ControlPlaneProc::replica`]).
-    pub store: Option<SharedStore>,
-}
-
-/// A store several `serve` processes share as replicas: a `postgres://` URL and
-/// the key-encryption key file they all read.
-#[derive(Debug, Clone)]
-pub struct SharedStore {
-    pub url: String,
-    pub kek_file: PathBuf,
-}
-
-impl SharedStore {
-    /// `control-plane init --store URL --kek-file FILE --json`, which writes the
-    /// KEK file; the super_admin's API token.
-    pub fn init(&self) -> String {
-        let mut init = Command::new(bin("control-plane"));
-        init.args(["init", "--json", "--store", &self.url, "--kek-file"])
-            .arg(&self.kek_file);
-        let out = run_to_end(init);
-        assert_eq!(out.code, Some(0), "control-plane init --store: {out:?}");
-        out.json()["admin_token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no admin_token in {}", out.stdout))
-            .to_owned()
-    }
-
-    /// `control-plane audit verify --store URL` (replicas may be serving).
-    pub fn audit_verify(&self) -> Output {
-        let mut command = Command::new(bin("control-plane"));
-        command.args(["audit", "verify", "--store", &self.url]);
-        run_to_end(command)
-    }
 }
 
 /// `control-plane serve` on a fresh data directory and a loopback port, with
-/// rate limits off (the scenarios heartbeat far faster than a fleet).
+/// rate limits off (the scenarios heartbeat far faster than a fleet); or on a
+/// PostgreSQL store that exists already ([`ControlPlaneProc::start_on_postgres`]).
 #[derive(Debug)]
 pub struct ControlPlaneProc {
     dir: tempfile::TempDir,
     options: PlaneOptions,
+    /// The PostgreSQL URL and the KEK file when the store is PostgreSQL; the
+    /// sled store in `dir/data` when `None`.
+    postgres: Option<(String, PathBuf)>,
     /// The super_admin's API token from `init --json`.
     pub token: String,
     pub addr: std::net::SocketAddr,
@@ -484,6 +454,7 @@ impl ControlPlaneProc {
         let mut plane = ControlPlaneProc {
             dir,
             options,
+            postgres: None,
             token,
             addr: "127.0.0.1:0".parse().unwrap(),
             url: String::new(),
@@ -493,22 +464,29 @@ impl ControlPlaneProc {
         plane
     }
 
-    /// `serve` on `store` (initialized with [`SharedStore::init`], whose
-    /// `token` this is) on a loopback port: one replica; start several on the
-    /// same store for several.
-    pub fn replica(store: SharedStore, token: &str, options: PlaneOptions) -> ControlPlaneProc {
+    /// `control-plane serve --store URL --kek-file KEK` on a PostgreSQL store
+    /// that is initialized already (by `migrate`), listening on `listen` (an
+    /// earlier server's address, retried until the port is free, so that
+    /// appliances need no new address; or port 0). `token` is the admin token
+    /// its installation was initialized with.
+    pub fn start_on_postgres(
+        url: &str,
+        kek_file: &Path,
+        token: &str,
+        listen: std::net::SocketAddr,
+        options: PlaneOptions,
+    ) -> ControlPlaneProc {
         let mut plane = ControlPlaneProc {
             dir: tempfile::tempdir().unwrap(),
-            options: PlaneOptions {
-                store: Some(store),
-                ..options
-            },
+            options,
+            postgres: Some((url.to_owned(), kek_file.to_owned())),
             token: token.to_owned(),
-            addr: "127.0.0.1:0".parse().unwrap(),
+            addr: listen,
             url: String::new(),
             server: None,
         };
-        plane.serve("127.0.0.1:0".parse().unwrap());
+        wait_port_free(listen);
+        plane.serve(listen);
         plane
     }
 
@@ -517,15 +495,39 @@ impl ControlPlaneProc {
         self.dir.path()
     }
 
+    /// The sled data directory (`init --data-dir`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The key-encryption key file `init` wrote beside the data directory
+    /// (`control_plane::config::default_kek_file`).
+    pub fn kek_file(&self) -> PathBuf {
+        match &self.postgres {
+            Some((_, kek)) => kek.clone(),
+            None => control_plane::config::default_kek_file(&self.data_dir()),
+        }
+    }
+
+    /// The store as `--store` and `migrate --from` take it.
+    pub fn store(&self) -> String {
+        match &self.postgres {
+            Some((url, _)) => url.clone(),
+            None => format!("sled:{}", self.data_dir().display()),
+        }
+    }
+
     fn serve(&mut self, listen: std::net::SocketAddr) {
         let mut serve = Command::new(bin("control-plane"));
         serve.arg("serve");
-        match &self.options.store {
-            Some(store) => serve
-                .args(["--store", &store.url, "--kek-file"])
-                .arg(&store.kek_file),
-            None => serve.arg("--data-dir").arg(self.dir.path().join("data")),
-        };
+        match &self.postgres {
+            Some((url, kek)) => {
+                serve.arg("--store").arg(url).arg("--kek-file").arg(kek);
+            }
+            None => {
+                serve.arg("--data-dir").arg(self.data_dir());
+            }
+        }
         serve
             .arg("--listen")
             .arg(listen.to_string())
@@ -573,25 +575,12 @@ impl ControlPlaneProc {
         }
     }
 
-    /// Serves again on the same store and the same port (retrying
+    /// Serves again on the same data directory and the same port (retrying
     /// while the port is not free yet), so appliances need no new address.
     pub fn restart(&mut self) {
         self.stop();
         let addr = self.addr;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            // Probe the port first: a failed `serve` would only say so on its log.
-            match std::net::TcpListener::bind(addr) {
-                Ok(probe) => {
-                    drop(probe);
-                    break;
-                }
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "port {addr} stays busy: {e}");
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            }
-        }
+        wait_port_free(addr);
         self.serve(addr);
         assert_eq!(
             self.addr, addr,
@@ -602,13 +591,18 @@ impl ControlPlaneProc {
     /// Runs an admin CLI command (`licenses show ID`...) with `--json` and the
     /// token; returns the exit code and the parsed answer.
     pub fn cli(&self, args: &[&str]) -> (Option<i32>, Value) {
+        self.cli_as(&self.token, args)
+    }
+
+    /// [`ControlPlaneProc::cli`] with another user's API token.
+    pub fn cli_as(&self, token: &str, args: &[&str]) -> (Option<i32>, Value) {
         let mut command = Command::new(bin("control-plane"));
         command
             .args(args)
             .arg("--server")
             .arg(&self.url)
             .arg("--json")
-            .env("CONTROL_PLANE_TOKEN", &self.token);
+            .env("CONTROL_PLANE_TOKEN", token);
         let out = run_to_end(command);
         (out.code, out.json())
     }
@@ -690,14 +684,10 @@ impl ControlPlaneProc {
         self.cli_ok(&["licenses", "sweep"])
     }
 
-    /// `control-plane audit verify` on the data directory; the server must be
-    /// stopped (sled locks the directory while it runs).
+    /// `control-plane audit verify` on the store; a sled server must be
+    /// stopped (sled locks the directory while it runs), a PostgreSQL one need not.
     pub fn audit_verify(&self) -> Output {
-        let mut command = Command::new(bin("control-plane"));
-        command
-            .args(["audit", "verify", "--data-dir"])
-            .arg(self.dir.path().join("data"));
-        run_to_end(command)
+        control_plane(&["audit", "verify", "--store", &self.store()])
     }
 
     /// The audit records about `target` (`audit list --target`), oldest first.
@@ -773,6 +763,39 @@ impl ControlPlaneProc {
         });
         std::fs::write(path, text).unwrap();
     }
+}
+
+/// Waits until `addr` can be bound: probed first, because a `serve` that
+/// cannot bind would only say so on its log.
+fn wait_port_free(addr: std::net::SocketAddr) {
+    if addr.port() == 0 {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(probe) => {
+                drop(probe);
+                return;
+            }
+            Err(e) => {
+                assert!(Instant::now() < deadline, "port {addr} stays busy: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Runs `control-plane ARGS...` to its end (an offline command: `migrate`,
+/// `audit verify`).
+pub fn control_plane(args: &[&str]) -> Output {
+    let mut command = Command::new(bin("control-plane"));
+    command
+        .args(args)
+        .env_remove("CONTROL_PLANE_STORE")
+        .env_remove("CONTROL_PLANE_DATA_DIR")
+        .env("CONTROL_PLANE_LOG", "warn");
+    run_to_end(command)
 }
 
 impl Drop for ControlPlaneProc {

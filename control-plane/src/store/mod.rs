@@ -271,8 +271,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Checks the whole audit chain, and that it ends at the head recorded in
     /// the same steps as the records (so records cut off the end are noticed
     /// too). Returns the number of records, or where the chain breaks.
+    ///
+    /// The head is read before the records and again after them: on a store
+    /// that other processes write meanwhile (PostgreSQL replicas), records
+    /// appended during the read are past the first head, and are accepted as
+    /// far as the second head goes ([`judge_chain`]).
     async fn verify_audit(&self) -> Result<std::result::Result<u64, Broken>> {
-        let head = self.audit_head().await?;
+        let before = self.audit_head().await?;
         let mut records = Vec::new();
         let mut after = None;
         loop {
@@ -289,20 +294,126 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
                 None => break,
             }
         }
-        let last_hash = records.last().map(|r| r.hash.clone());
-        Ok(match crate::domain::audit::verify_chain(records) {
-            Ok(count)
-                if count != head.seq || (count > 0 && last_hash.as_deref() != Some(&head.hash)) =>
-            {
-                Err(Broken {
-                    seq: count + 1,
-                    reason: format!(
-                        "the log ends at record {count} but the recorded head is record {}",
-                        head.seq
-                    ),
-                })
-            }
-            other => other,
-        })
+        let later = self.audit_head().await?;
+        Ok(judge_chain(records, &before, &later))
+    }
+}
+
+/// The verdict on `records` (the whole log, read in order) given the chain's
+/// recorded head read before them (`before`) and after them (`later`; the
+/// same head on a store nothing writes meanwhile). The chain must verify,
+/// reach at least `before` and hold its hash there, and not go past `later`:
+/// so records cut off the end, or added past the head, are found.
+pub fn judge_chain(
+    records: Vec<AuditRecord>,
+    before: &ChainHead,
+    later: &ChainHead,
+) -> std::result::Result<u64, Broken> {
+    let hash_at = |seq: u64| {
+        records
+            .iter()
+            .find(|r| r.seq == seq)
+            .map(|r| r.hash.clone())
+    };
+    let (at_before, at_later) = (hash_at(before.seq), hash_at(later.seq));
+    let count = crate::domain::audit::verify_chain(records)?;
+    let fits = |head: &ChainHead, hash: &Option<String>| {
+        head.seq == 0 || hash.as_deref() == Some(head.hash.as_str())
+    };
+    if count < before.seq
+        || count > later.seq
+        || !fits(before, &at_before)
+        || (count == later.seq && !fits(later, &at_later))
+    {
+        let head = if count < before.seq { before } else { later };
+        return Err(Broken {
+            seq: count + 1,
+            reason: format!(
+                "the log ends at record {count} but the recorded head is record {}",
+                head.seq
+            ),
+        });
+    }
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(n: u64) -> Vec<AuditRecord> {
+        let mut head = ChainHead::default();
+        (1..=n)
+            .map(|i| {
+                let record = AuditRecord::chain(
+                    &head,
+                    UnixTime(1_800_000_000 + i as i64),
+                    AuditEvent {
+                        action: "license.issue".into(),
+                        target: format!("lic_{i}"),
+                        actor_id: "usr_1".into(),
+                        actor_name: "admin".into(),
+                        ip: "127.0.0.1".into(),
+                        metadata: serde_json::Value::Null,
+                    },
+                );
+                head = record.head();
+                record
+            })
+            .collect()
+    }
+
+    fn head_of(records: &[AuditRecord], seq: u64) -> ChainHead {
+        match seq {
+            0 => ChainHead::default(),
+            seq => records[usize::try_from(seq - 1).unwrap()].head(),
+        }
+    }
+
+    /// (records in the log, head seq before the read, head seq after it) →
+    /// the verdict: the count, or the seq `Broken` names.
+    fn check(records: u64, before: u64, later: u64, expected: std::result::Result<u64, u64>) {
+        let full = log(records.max(before).max(later));
+        let (before, later) = (head_of(&full, before), head_of(&full, later));
+        let shown: Vec<AuditRecord> = full.into_iter().take(records as usize).collect();
+        let verdict = judge_chain(shown, &before, &later).map_err(|b| b.seq);
+        assert_eq!(
+            verdict, expected,
+            "{records} records, head {} then {}",
+            before.seq, later.seq
+        );
+    }
+
+    #[test]
+    fn the_audit_chain_is_judged_against_the_heads_around_the_read() {
+        check(0, 0, 0, Ok(0));
+        check(5, 5, 5, Ok(5));
+        // Appended by another replica while the records were read: not a break
+        // (it was one before the head was read twice).
+        check(5, 3, 5, Ok(5));
+        check(4, 3, 5, Ok(4));
+        // Cut off the end: the log stops short of the head read first.
+        check(3, 5, 5, Err(4));
+        check(2, 3, 5, Err(3));
+        // Records past any recorded head.
+        check(5, 3, 3, Err(6));
+    }
+
+    #[test]
+    fn a_head_whose_hash_the_log_does_not_hold_is_a_break() {
+        let records = log(3);
+        let mut head = records[2].head();
+        head.hash = "forged".into();
+        assert_eq!(
+            judge_chain(records.clone(), &head, &head).map_err(|b| b.seq),
+            Err(4)
+        );
+        let mut earlier = records[1].head();
+        earlier.hash = "forged".into();
+        let later = records[2].head();
+        assert_eq!(
+            judge_chain(records, &earlier, &later).map_err(|b| b.seq),
+            Err(4)
+        );
     }
 }

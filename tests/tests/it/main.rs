@@ -19,6 +19,9 @@
 //!   unsigned errors, resets, drops, truncations, delays, replays and forged
 //!   denials never lock the appliance inside its lease; a replayed older lease
 //!   and a replayed genuine denial are refused; a genuine signed denial locks.
+//! - `migrate`: issue 9's `control-plane migrate` on the real binaries: a
+//!   populated sled installation copied into a fresh PostgreSQL database and
+//!   served from it (needs `LICENSING_TEST_POSTGRES`, `e2e::postgres`).
 //! - `fuzz_smoke`: the bounded CI run of the fuzz targets (`fuzz/`): the
 //!   committed corpus and a few thousand mutations of it.
 //! - `tls`: the appliance and the control plane over rustls with a pinned test CA.
@@ -37,6 +40,7 @@ mod corruption;
 mod faults;
 mod fuzz_smoke;
 mod lifecycle;
+mod migrate;
 mod mitm;
 mod replicas;
 mod rotation;

@@ -23,7 +23,7 @@
 
 use bench::fleet::{self, Device};
 use e2e::postgres;
-use e2e::procs::{ControlPlaneProc, PlaneOptions, SharedStore};
+use e2e::procs::{self, ControlPlaneProc, PlaneOptions};
 use keys::proto::{DenialResponse, LeaseResponse, RequestKind};
 use keys::{LeaseStatus, TrustStore, UnixTime};
 use reqwest::Client;
@@ -120,18 +120,32 @@ fn note_error(record: &Shared, error: String) {
 
 #[test]
 fn two_replicas_heartbeats_admin_changes_and_a_sigkill() {
-    if postgres::server().is_none() {
+    let Some(store) = postgres::fresh_database("replicas") else {
         return;
-    }
+    };
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
-    let store = SharedStore {
-        url: postgres::fresh_database("replicas"),
-        kek_file: tmp.path().join("kek"),
+    let kek_file = tmp.path().join("kek");
+    let kek = kek_file.to_string_lossy();
+    // `init` writes the KEK file every replica reads.
+    let init = procs::control_plane(&["init", "--json", "--store", &store, "--kek-file", &kek]);
+    assert_eq!(init.code, Some(0), "init --store: {init:?}");
+    let token = init.json()["admin_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no admin_token in {init:?}"))
+        .to_owned();
+    let replica = || {
+        let any_port = "127.0.0.1:0".parse().unwrap();
+        ControlPlaneProc::start_on_postgres(
+            &store,
+            &kek_file,
+            &token,
+            any_port,
+            PlaneOptions::default(),
+        )
     };
-    let token = store.init();
-    let mut a = ControlPlaneProc::replica(store.clone(), &token, PlaneOptions::default());
-    let b = ControlPlaneProc::replica(store.clone(), &token, PlaneOptions::default());
+    let mut a = replica();
+    let b = replica();
     let replicas = [a.url.clone(), b.url.clone()];
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -257,7 +271,7 @@ fn two_replicas_heartbeats_admin_changes_and_a_sigkill() {
     check_no_active_after_revoke(&record);
     check_seq_increases(&record);
 
-    let verified = store.audit_verify();
+    let verified = procs::control_plane(&["audit", "verify", "--store", &store]);
     assert_eq!(verified.code, Some(0), "audit verify: {verified:?}");
     assert!(
         verified.stdout.contains("audit chain intact"),

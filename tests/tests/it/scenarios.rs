@@ -159,7 +159,6 @@ fn scenario_lifecycle() {
     let mut plane = ControlPlaneProc::start(PlaneOptions {
         sweep_interval_secs: Some(1),
         clock: Some(clock.clone()),
-        ..PlaneOptions::default()
     });
     let (id, key) = issue_fast(&plane, "lifecycle-co");
     say(s, t, format!("issued {id}"));
