@@ -12,7 +12,15 @@
 //!   (API tokens and console sign-ins).
 //! - `permissions`: every route × every kind of caller → the exact status.
 //! - `sweep`: a mixed fleet swept twice: exact transitions, then nothing; a scan
-//!   that calls everything due moves only what the full records say is due.
+//!   that calls everything due moves only what the full records say is due;
+//!   two replicas sweeping one PostgreSQL database at once move each license once.
+//! - `store_conformance`: every `Store` operation, atomicity, racing writers,
+//!   durability across a reopen and audit verification, on sled and PostgreSQL.
+//!
+//! `routes`, `sweep` and `store_conformance` run each test on both stores
+//! (`support::on_each_store!`); the PostgreSQL half needs a server
+//! (`LICENSING_TEST_POSTGRES`, which `./scripts/test` sets) and fails without
+//! one unless `LICENSING_SKIP_POSTGRES=1`.
 //! - `openapi`: the generated OpenAPI document matches docs/openapi.json and
 //!   lists exactly the routes the router serves.
 //! - `observability`: `/metrics` moves with heartbeats, clones, revokes and
@@ -35,6 +43,7 @@ mod permissions;
 mod rate_limits;
 mod routes;
 mod secrets_at_rest;
+mod store_conformance;
 mod support;
 mod sweep;
 mod tidy;

@@ -1,4 +1,7 @@
-//! Every endpoint through the router: the happy path and each refusal.
+//! Every endpoint through the router: the happy path and each refusal, and
+//! the license state machine's scenarios (activation, clones, revoke with
+//! grace, expiry, reinstate, suspend and restore, rebind, regenerate), each
+//! run on a sled store and on PostgreSQL (`on_each_store!`).
 
 use crate::support::*;
 use axum::body::Body;
@@ -40,9 +43,8 @@ async fn active_license(h: &Harness, device: &mut Device) -> (String, String) {
     (id, key)
 }
 
-#[tokio::test]
-async fn issue_and_its_refusals() {
-    let h = Harness::new().await;
+async fn issue_and_its_refusals(kind: StoreKind) {
+    let h = Harness::with_store(kind).await;
     let (status, body) = h
         .call(
             Method::POST,
@@ -155,9 +157,8 @@ async fn issue_and_its_refusals() {
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn list_filters_and_pages() {
-    let h = Harness::new().await;
+async fn list_filters_and_pages(kind: StoreKind) {
+    let h = Harness::with_store(kind).await;
     let mut ids = vec![];
     for customer in ["acme", "acme", "globex", "acme", "initech"] {
         ids.push(h.issue(customer).await.0);
@@ -211,9 +212,8 @@ async fn list_filters_and_pages() {
     }
 }
 
-#[tokio::test]
-async fn show_and_not_found() {
-    let h = Harness::new().await;
+async fn show_and_not_found(kind: StoreKind) {
+    let h = Harness::with_store(kind).await;
     let (id, _) = h.issue("acme").await;
     let (status, body) = h
         .call(
@@ -261,9 +261,8 @@ async fn show_and_not_found() {
     );
 }
 
-#[tokio::test]
-async fn activation_binds_and_is_idempotent() {
-    let h = Harness::new().await;
+async fn activation_binds_and_is_idempotent(kind: StoreKind) {
+    let h = Harness::with_store(kind).await;
     let mut device = Device::new(1);
     let (id, key) = h.issue("acme").await;
     let req = device.request(Activate, &id, &key, h.clock_now());
@@ -306,9 +305,8 @@ async fn activation_binds_and_is_idempotent() {
     assert_eq!(card["last_heartbeat"]["version"], "1.4.2");
 }
 
-#[tokio::test]
-async fn device_request_refusals_are_unsigned() {
-    let h = Harness::new().await;
+async fn device_request_refusals_are_unsigned(kind: StoreKind) {
+    let h = Harness::with_store(kind).await;
     let mut device = Device::new(1);
     let (id, key) = active_license(&h, &mut device).await;
     let (other_id, other_key) = h.issue("acme").await;
@@ -363,9 +361,8 @@ async fn device_request_refusals_are_unsigned() {
     assert_eq!(h.device(&id, &key, &req).await.0, StatusCode::OK);
 }
 
-#[tokio::test]
-async fn clones_are_refused_and_audited() {
-    let h = Harness::new().await;
+async fn clones_are_refused_and_audited(kind: StoreKind) {
+    let h = Harness::with_store(kind).await;
     let mut device = Device::new(1);
     let (id, key) = active_license(&h, &mut device).await;
     // A copy of the box's state: same device key, counter behind.
@@ -403,9 +400,8 @@ async fn clones_are_refused_and_audited() {
     assert_eq!(h.device(&id, &key, &req).await.0, StatusCode::OK);
 }
 
-#[tokio::test]
-async fn heartbeat_before_activation_gets_a_signed_denial() {
-    let h = Harness::new().await;
+async fn heartbeat_before_activation_gets_a_signed_denial(kind: StoreKind) {
+    let h = Harness::with_store(kind).await;
     let mut device = Device::new(1);
     let (id, key) = h.issue("acme").await;
     let req = device.request(Heartbeat, &id, &key, h.clock_now());
@@ -417,9 +413,8 @@ async fn heartbeat_before_activation_gets_a_signed_denial() {
     assert_eq!(denial.nonce, req.nonce);
 }
 
-#[tokio::test]
-async fn revoke_with_grace_then_expiry_then_reinstate() {
-    let h = Harness::new().await;
+async fn revoke_with_grace_then_expiry_then_reinstate(kind: StoreKind) {
+    let h = Harness::with_store(kind).await;
     let mut device = Device::new(1);
     let (id, key) = active_license(&h, &mut device).await;
     let body = h.act(&id, "revoke", Some(json!({"grace_days": 5}))).await;
@@ -485,9 +480,8 @@ async fn revoke_with_grace_then_expiry_then_reinstate() {
     );
 }
 
-#[tokio::test]
-async fn revoke_defaults_and_bounds() {
-    let h = Harness::new().await;
+async fn revoke_defaults_and_bounds(kind: StoreKind) {
+    let h = Harness::with_store(kind).await;
     let (id, _) = h.issue("acme").await;
     // No body: the default grace from settings (5 days).
     let body = h.act(&id, "revoke", None).await;
@@ -520,9 +514,8 @@ async fn revoke_defaults_and_bounds() {
     assert_eq!(h.act(&id2, "reinstate", None).await["status"], "issued");
 }
 
-#[tokio::test]
-async fn suspend_and_restore() {
-    let h = Harness::new().await;
+async fn suspend_and_restore(kind: StoreKind) {
+    let h = Harness::with_store(kind).await;
     let mut device = Device::new(1);
     let (id, key) = active_license(&h, &mut device).await;
     assert_eq!(h.act(&id, "suspend", None).await["status"], "suspended");
@@ -574,9 +567,8 @@ async fn suspend_and_restore() {
     assert_error(status, &body, StatusCode::CONFLICT, "invalid_transition");
 }
 
-#[tokio::test]
-async fn rebind_moves_the_license_and_tells_the_old_box() {
-    let h = Harness::new().await;
+async fn rebind_moves_the_license_and_tells_the_old_box(kind: StoreKind) {
+    let h = Harness::with_store(kind).await;
     let mut old_box = Device::new(1);
     let (id, key) = active_license(&h, &mut old_box).await;
     let mut new_box = Device::new(2);
@@ -628,9 +620,8 @@ async fn rebind_moves_the_license_and_tells_the_old_box() {
     assert_eq!(actions.iter().filter(|a| *a == "license.rebind").count(), 2);
 }
 
-#[tokio::test]
-async fn regenerate_invalidates_the_old_key_with_a_signed_denial() {
-    let h = Harness::new().await;
+async fn regenerate_invalidates_the_old_key_with_a_signed_denial(kind: StoreKind) {
+    let h = Harness::with_store(kind).await;
     let mut device = Device::new(1);
     let (id, old_key) = active_license(&h, &mut device).await;
     let body = h.act(&id, "regenerate", None).await;
@@ -658,9 +649,8 @@ async fn regenerate_invalidates_the_old_key_with_a_signed_denial() {
     );
 }
 
-#[tokio::test]
-async fn settings_read_update_and_validate() {
-    let h = Harness::new().await;
+async fn settings_read_update_and_validate(kind: StoreKind) {
+    let h = Harness::with_store(kind).await;
     let (status, mut settings) = h.call(Method::GET, "/settings", Some(&h.admin), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(settings["offline_window_secs"], 14 * DAY);
@@ -697,9 +687,8 @@ async fn settings_read_update_and_validate() {
     assert_eq!(audit_actions(&h, "settings").await, ["settings.update"]);
 }
 
-#[tokio::test]
-async fn audit_filters_and_pages() {
-    let h = Harness::new().await;
+async fn audit_filters_and_pages(kind: StoreKind) {
+    let h = Harness::with_store(kind).await;
     let (a, _) = h.issue("acme").await;
     h.clock.advance(100);
     let (b, _) = h.issue("acme").await;
@@ -775,9 +764,8 @@ async fn audit_filters_and_pages() {
     }
 }
 
-#[tokio::test]
-async fn users_are_created_with_a_token_shown_once() {
-    let h = Harness::new().await;
+async fn users_are_created_with_a_token_shown_once(kind: StoreKind) {
+    let h = Harness::with_store(kind).await;
     let (status, body) = h
         .call(
             Method::POST,
@@ -815,9 +803,8 @@ async fn users_are_created_with_a_token_shown_once() {
     }
 }
 
-#[tokio::test]
-async fn public_keys_and_health() {
-    let h = Harness::new().await;
+async fn public_keys_and_health(kind: StoreKind) {
+    let h = Harness::with_store(kind).await;
     let (status, jwks) = h
         .call(Method::GET, "/.well-known/jwks.json", None, None)
         .await;
@@ -838,9 +825,8 @@ async fn public_keys_and_health() {
     assert_eq!(body["status"], "ok");
 }
 
-#[tokio::test]
-async fn restore_into_an_ended_subscription_needs_a_new_end() {
-    let h = Harness::new().await;
+async fn restore_into_an_ended_subscription_needs_a_new_end(kind: StoreKind) {
+    let h = Harness::with_store(kind).await;
     let (status, body) = h
         .call(
             Method::POST,
@@ -871,9 +857,8 @@ async fn restore_into_an_ended_subscription_needs_a_new_end() {
     assert_eq!(body["status"], "issued");
 }
 
-#[tokio::test]
-async fn the_signing_certificate_is_renewed_before_it_lapses() {
-    let h = Harness::new().await;
+async fn the_signing_certificate_is_renewed_before_it_lapses(kind: StoreKind) {
+    let h = Harness::with_store(kind).await;
     let mut device = Device::new(1);
     let (id, key) = active_license(&h, &mut device).await;
     // Fresh from init: nothing to do.
@@ -899,9 +884,8 @@ async fn the_signing_certificate_is_renewed_before_it_lapses() {
     assert_eq!(h.verify_lease(&body).sub, id);
 }
 
-#[tokio::test]
-async fn offline_activation_for_air_gapped_boxes() {
-    let h = Harness::new().await;
+async fn offline_activation_for_air_gapped_boxes(kind: StoreKind) {
+    let h = Harness::with_store(kind).await;
     let (id, key) = h.issue("acme").await;
     let mut device = Device::new(4);
     // The box signs an activation request with the license key it was given;
@@ -1024,3 +1008,25 @@ async fn a_stalled_request_times_out_with_a_json_error() {
     let body: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(body["error"], "timeout");
 }
+
+on_each_store!(
+    issue_and_its_refusals,
+    list_filters_and_pages,
+    show_and_not_found,
+    activation_binds_and_is_idempotent,
+    device_request_refusals_are_unsigned,
+    clones_are_refused_and_audited,
+    heartbeat_before_activation_gets_a_signed_denial,
+    revoke_with_grace_then_expiry_then_reinstate,
+    revoke_defaults_and_bounds,
+    suspend_and_restore,
+    rebind_moves_the_license_and_tells_the_old_box,
+    regenerate_invalidates_the_old_key_with_a_signed_denial,
+    settings_read_update_and_validate,
+    audit_filters_and_pages,
+    users_are_created_with_a_token_shown_once,
+    public_keys_and_health,
+    restore_into_an_ended_subscription_needs_a_new_end,
+    the_signing_certificate_is_renewed_before_it_lapses,
+    offline_activation_for_air_gapped_boxes,
+);

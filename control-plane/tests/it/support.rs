@@ -1,4 +1,5 @@
-//! Test harness: a control plane on a temp dir, driven through its router.
+//! Test harness: a control plane on a temp dir (its store sled or PostgreSQL),
+//! driven through its router; and the stores the conformance suite runs on.
 
 use axum::Router;
 use axum::body::Body;
@@ -7,7 +8,8 @@ use control_plane::clock::ManualClock;
 use control_plane::domain::user::Role;
 use control_plane::secrets::Kek;
 use control_plane::service::ControlPlane;
-use control_plane::store::sled_store::SledStore;
+use control_plane::store::postgres::{PgStore, create_database};
+use control_plane::store::{Store, StoreLocation};
 use http_body_util::BodyExt as _;
 use keys::proto::{Components, DeviceRequest, RequestKind};
 use keys::{PrivateKey, UnixTime};
@@ -18,6 +20,133 @@ use tower::ServiceExt as _;
 /// 2027-01-15T08:00:00Z.
 pub const T0: UnixTime = UnixTime(1_800_000_000);
 pub const DAY: i64 = 86_400;
+
+/// The environment variable naming the PostgreSQL server the tests use
+/// (a superuser's URL: each test creates a database of its own).
+pub const POSTGRES_VAR: &str = "LICENSING_TEST_POSTGRES";
+/// Set to `1` to skip the PostgreSQL tests explicitly.
+pub const SKIP_POSTGRES_VAR: &str = "LICENSING_SKIP_POSTGRES";
+
+/// The two implementations of [`Store`] every store test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Sled,
+    Postgres,
+}
+
+/// Whether this PostgreSQL test is to be skipped: only when
+/// `LICENSING_SKIP_POSTGRES=1` says so. Without a server and without that, the
+/// test fails, so that a run that forgot the server cannot pass quietly.
+pub fn skip_postgres() -> bool {
+    if std::env::var_os(POSTGRES_VAR).is_some() {
+        return false;
+    }
+    if std::env::var(SKIP_POSTGRES_VAR).as_deref() == Ok("1") {
+        eprintln!("{SKIP_POSTGRES_VAR}=1: skipping a PostgreSQL test");
+        return true;
+    }
+    panic!(
+        "{POSTGRES_VAR} is not set: run ./scripts/test, which starts PostgreSQL, or start one \
+         with `scripts/postgres start DIR` and export {POSTGRES_VAR}=<the URL it prints> \
+         (or set {SKIP_POSTGRES_VAR}=1 to skip the PostgreSQL tests)"
+    );
+}
+
+/// A fresh, empty database on the test server, named `prefix` and a random
+/// suffix; returns its URL.
+pub async fn fresh_database(prefix: &str) -> String {
+    let server =
+        std::env::var(POSTGRES_VAR).unwrap_or_else(|_| panic!("{POSTGRES_VAR} is not set"));
+    let mut suffix = [0u8; 8];
+    getrandom::fill(&mut suffix).unwrap();
+    let suffix: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
+    create_database(&server, &format!("{prefix}_{suffix}"))
+        .await
+        .unwrap()
+}
+
+/// A store of one kind for one test: sled in a temp dir, or PostgreSQL in a
+/// database of its own; [`TestStore::reopen`] opens the same data again.
+#[derive(Debug)]
+pub struct TestStore {
+    pub store: Arc<dyn Store>,
+    pub location: StoreLocation,
+    /// The sled store's directory, removed with the test store.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestStore {
+    pub async fn new(kind: StoreKind) -> TestStore {
+        match kind {
+            StoreKind::Sled => {
+                let dir = tempfile::tempdir().unwrap();
+                let location = StoreLocation::Sled(dir.path().join("data"));
+                TestStore {
+                    store: location.open().await.unwrap(),
+                    location,
+                    _dir: Some(dir),
+                }
+            }
+            StoreKind::Postgres => {
+                let location = StoreLocation::Postgres(fresh_database("conformance").await);
+                TestStore {
+                    store: location.open().await.unwrap(),
+                    location,
+                    _dir: None,
+                }
+            }
+        }
+    }
+
+    /// Closes the store (every other handle to it must be gone) and opens its
+    /// data again: sled reopens its directory, PostgreSQL reconnects.
+    pub async fn reopen(self) -> TestStore {
+        let TestStore {
+            store,
+            location,
+            _dir,
+        } = self;
+        assert_eq!(Arc::strong_count(&store), 1, "reopen needs the only handle");
+        drop(store);
+        TestStore {
+            store: location.open().await.unwrap(),
+            location,
+            _dir,
+        }
+    }
+
+    /// Another handle on the same data, as a second replica has: a second
+    /// connection pool for PostgreSQL. `None` for sled, which one process owns.
+    pub async fn another_replica(&self) -> Option<Arc<dyn Store>> {
+        match &self.location {
+            StoreLocation::Sled(_) => None,
+            StoreLocation::Postgres(url) => Some(Arc::new(PgStore::connect(url).await.unwrap())),
+        }
+    }
+}
+
+/// Instantiates each named `async fn(StoreKind)` once per store kind, as
+/// `name::sled` and `name::postgres` (which fails without a server, see
+/// [`skip_postgres`]). The test body is written once.
+macro_rules! on_each_store {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sled() {
+                super::$name($crate::support::StoreKind::Sled).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::support::skip_postgres() {
+                    return;
+                }
+                super::$name($crate::support::StoreKind::Postgres).await;
+            }
+        }
+    )*};
+}
+pub(crate) use on_each_store;
 
 #[derive(Debug)]
 pub struct Harness {
@@ -31,21 +160,48 @@ pub struct Harness {
     pub customer: String,
     pub trust: keys::TrustStore,
     pub dir: tempfile::TempDir,
+    /// Where the store is, for a second replica on the same PostgreSQL database.
+    pub location: StoreLocation,
+    /// The key-encryption key, base64url, for a second replica.
+    pub kek: String,
 }
 
 impl Harness {
+    /// A control plane on a sled store in a temp dir.
     pub async fn new() -> Harness {
+        Harness::with_store(StoreKind::Sled).await
+    }
+
+    /// A control plane on a store of `kind`: sled in `dir/data`, or a fresh
+    /// PostgreSQL database.
+    pub async fn with_store(kind: StoreKind) -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SledStore::open(&dir.path().join("data")).unwrap());
+        let location = match kind {
+            StoreKind::Sled => StoreLocation::Sled(dir.path().join("data")),
+            StoreKind::Postgres => StoreLocation::Postgres(fresh_database("harness").await),
+        };
+        let store = location.open().await.unwrap();
         let clock = Arc::new(ManualClock::new(T0));
-        let kek = Kek::generate().unwrap();
-        let init = ControlPlane::initialize(store.as_ref(), clock.as_ref(), &kek, "root-admin")
-            .await
-            .unwrap();
+        let mut kek = [0u8; 32];
+        getrandom::fill(&mut kek).unwrap();
+        let kek = keys::b64::encode(kek);
+        let init = ControlPlane::initialize(
+            store.as_ref(),
+            clock.as_ref(),
+            &Kek::from_b64(&kek).unwrap(),
+            "root-admin",
+        )
+        .await
+        .unwrap();
         let cp = Arc::new(
-            ControlPlane::open(store, clock.clone(), kek, "test-issuer".into())
-                .await
-                .unwrap(),
+            ControlPlane::open(
+                store,
+                clock.clone(),
+                Kek::from_b64(&kek).unwrap(),
+                "test-issuer".into(),
+            )
+            .await
+            .unwrap(),
         );
         let admin = init.token.expose().to_owned();
         let actor = control_plane::service::Actor::system();
@@ -77,7 +233,28 @@ impl Harness {
             customer,
             trust,
             dir,
+            location,
+            kek,
         }
+    }
+
+    /// A second control plane over the same PostgreSQL database, on the same
+    /// clock, as another replica behind the load balancer would be.
+    pub async fn replica(&self) -> Arc<ControlPlane> {
+        let StoreLocation::Postgres(url) = &self.location else {
+            panic!("only a PostgreSQL store has replicas");
+        };
+        let store: Arc<dyn Store> = Arc::new(PgStore::connect(url).await.unwrap());
+        Arc::new(
+            ControlPlane::open(
+                store,
+                self.clock.clone(),
+                Kek::from_b64(&self.kek).unwrap(),
+                "test-issuer".into(),
+            )
+            .await
+            .unwrap(),
+        )
     }
 
     /// Sends one request through the router; returns the status and JSON body.

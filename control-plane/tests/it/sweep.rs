@@ -1,7 +1,9 @@
 //! The health sweep over a fleet in mixed states: the first sweep makes exactly
 //! the due transitions, each audited; the second changes and writes nothing.
 //! The sweep's scan is only a filter: told that every license is due, the
-//! sweep still moves only those whose full record is.
+//! sweep still moves only those whose full record is. Each runs on a sled
+//! store and on PostgreSQL; on PostgreSQL, two replicas sweeping the same
+//! database at once make each transition once.
 
 use crate::support::*;
 use axum::http::{Method, StatusCode};
@@ -15,7 +17,6 @@ use control_plane::error::Result;
 use control_plane::http::wire::format_time;
 use control_plane::secrets::Kek;
 use control_plane::service::{Actor, ControlPlane, IssueRequest, SweepReport};
-use control_plane::store::sled_store::SledStore;
 use control_plane::store::{AuditQuery, Change, KeyRecord, LicenseQuery, Page, Store, SweepScan};
 use keys::UnixTime;
 use keys::proto::RequestKind::Activate;
@@ -58,9 +59,8 @@ async fn snapshot(h: &Harness) -> (Vec<Value>, u64) {
     (list["items"].as_array().unwrap().clone(), last_seq)
 }
 
-#[tokio::test]
-async fn sweep_makes_exactly_the_due_transitions_once() {
-    let h = Harness::new().await;
+async fn sweep_makes_exactly_the_due_transitions_once(kind: StoreKind) {
+    let h = Harness::with_store(kind).await;
     // At T0: build the fleet.
     let lapsing = issue_with_end(&h, Some(10)).await; // active, subscription ends day 10
     activate(&h, &lapsing, 1).await;
@@ -147,11 +147,11 @@ async fn sweep_makes_exactly_the_due_transitions_once() {
     assert_eq!(seq, seq_after);
 }
 
-/// A sled store whose sweep scan calls every license due, as a scan that ran
+/// A store whose sweep scan calls every license due, as a scan that ran
 /// before every license changed would: the sweep must decide again on each
 /// full record and move only the ones really due.
 #[derive(Debug)]
-struct EverythingDue(SledStore);
+struct EverythingDue(Arc<dyn Store>);
 
 #[async_trait::async_trait]
 impl Store for EverythingDue {
@@ -220,12 +220,9 @@ impl Store for EverythingDue {
     }
 }
 
-#[tokio::test]
-async fn the_scan_only_filters_the_sweep_decides_on_the_full_record() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(EverythingDue(
-        SledStore::open(&dir.path().join("data")).unwrap(),
-    ));
+async fn the_scan_only_filters_the_sweep_decides_on_the_full_record(kind: StoreKind) {
+    let test_store = TestStore::new(kind).await;
+    let store = Arc::new(EverythingDue(test_store.store.clone()));
     let clock = Arc::new(ManualClock::new(T0));
     let kek = Kek::generate().unwrap();
     ControlPlane::initialize(store.as_ref(), clock.as_ref(), &kek, "root-admin")
@@ -303,4 +300,98 @@ async fn the_scan_only_filters_the_sweep_decides_on_the_full_record() {
     let report = cp.sweep(&actor).await.unwrap();
     assert_eq!((report.expired, report.suspended), (0, 0));
     assert_eq!(store.audit_head().await.unwrap(), head);
+}
+
+on_each_store!(
+    sweep_makes_exactly_the_due_transitions_once,
+    the_scan_only_filters_the_sweep_decides_on_the_full_record,
+);
+
+/// Two replicas over one PostgreSQL database sweep at the same moment, round
+/// after round: each due license moves once, audited once, whichever replica
+/// moves it, and the two reports add up to the transitions made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_sweeping_at_once_make_each_transition_once() {
+    if skip_postgres() {
+        return;
+    }
+    let h = Harness::with_store(StoreKind::Postgres).await;
+    let replica = h.replica().await;
+    let actor = Actor::system();
+    let issue = |end: Option<UnixTime>| IssueRequest {
+        customer: "acme".into(),
+        entitlements: keys::Entitlements {
+            product: "gateway".into(),
+            ..keys::Entitlements::default()
+        },
+        subscription_ends_at: end,
+        policy: PolicyOverrides::default(),
+    };
+    for round in 0..3 {
+        // Half lapse (issued, the subscription ends tomorrow), half run out of
+        // grace; one healthy license that stays.
+        let mut due = Vec::new();
+        for _ in 0..12 {
+            let end = Some(h.clock_now().plus(DAY));
+            due.push(h.cp.issue(&actor, issue(end)).await.unwrap().0.id);
+            let grace_over = h.cp.issue(&actor, issue(None)).await.unwrap().0.id;
+            h.cp.revoke(&actor, &grace_over, Some(5)).await.unwrap();
+            due.push(grace_over);
+        }
+        let healthy = h.cp.issue(&actor, issue(None)).await.unwrap().0.id;
+        h.clock.advance(20 * DAY);
+        let head = h.cp.store().audit_head().await.unwrap();
+        let sweeps = [h.cp.clone(), replica.clone(), h.cp.clone(), replica.clone()].map(|cp| {
+            let actor = actor.clone();
+            tokio::spawn(async move { cp.sweep(&actor).await })
+        });
+        let (mut expired, mut suspended) = (0, 0);
+        for sweep in sweeps {
+            let report = sweep.await.unwrap().unwrap();
+            expired += report.expired;
+            suspended += report.suspended;
+        }
+        assert_eq!((expired, suspended), (12, 12), "round {round}");
+        let written =
+            h.cp.store()
+                .audit(&AuditQuery {
+                    after: Some(head.seq),
+                    limit: 1000,
+                    ..AuditQuery::default()
+                })
+                .await
+                .unwrap()
+                .items;
+        let mut per_license: HashMap<String, u32> = HashMap::new();
+        for record in &written {
+            assert_eq!(record.event.metadata["reason"], "sweep", "{record:?}");
+            *per_license.entry(record.event.target.clone()).or_insert(0) += 1;
+        }
+        assert_eq!(
+            per_license.len(),
+            due.len(),
+            "round {round}: {per_license:?}"
+        );
+        for id in &due {
+            assert_eq!(
+                per_license.get(id.as_str()),
+                Some(&1),
+                "round {round}: {id}"
+            );
+        }
+        assert_eq!(
+            h.cp.store()
+                .license(&healthy)
+                .await
+                .unwrap()
+                .unwrap()
+                .state
+                .status(),
+            Status::Issued
+        );
+        assert_eq!(
+            h.cp.store().verify_audit().await.unwrap(),
+            Ok(written.len() as u64 + head.seq)
+        );
+    }
 }
