@@ -17,10 +17,9 @@
 #![forbid(unsafe_code)]
 
 mod acks;
-mod fleet;
-mod load;
-mod procs;
 mod report;
+
+use bench::{fleet, load, procs};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{ArgGroup, Parser, Subcommand};

@@ -3,6 +3,10 @@
 //! - `lifecycle`: an appliance agent against a real control plane on loopback:
 //!   activation, heartbeats, revoke and grace, expiry, reinstate, regenerate,
 //!   rebind, suspend and restore, idempotent activation, clone detection.
+//! - `replicas`: issue 9's two `control-plane serve` replicas on one PostgreSQL
+//!   database, appliances heartbeating through both while admin changes go to
+//!   either, one replica SIGKILLed mid-load and restarted: no acknowledged
+//!   change lost, no `active` lease after a revoke's acknowledgement.
 //! - `rotation`: signing-key rotation and revocation across the real API.
 //! - `faults`: what a network or a man in the middle can do between the agent and
 //!   the control plane (unsigned errors, garbage, replays, forged tokens), and the
@@ -38,6 +42,7 @@ mod fuzz_smoke;
 mod lifecycle;
 mod migrate;
 mod mitm;
+mod replicas;
 mod rotation;
 mod scenarios;
 mod tls;
