@@ -108,8 +108,24 @@ impl TestStore {
         } = self;
         assert_eq!(Arc::strong_count(&store), 1, "reopen needs the only handle");
         drop(store);
+        // The sled store's group-commit flusher holds the database for the
+        // length of a flush that was under way at the drop, and with it the
+        // directory's lock: poll, with a deadline, until it lets go.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let store = loop {
+            match location.open().await {
+                Ok(store) => break store,
+                Err(e)
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("reopening {location}: {e}"),
+            }
+        };
         TestStore {
-            store: location.open().await.unwrap(),
+            store,
             location,
             _dir,
         }
