@@ -68,6 +68,20 @@ pub trait Transport: Send + Sync + std::fmt::Debug + 'static {
     -> Result<Response, NetError>;
 }
 
+/// The transport of the commands that only read local state (`status`,
+/// `check`): every request fails as "offline", and building it costs nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoNetwork;
+
+#[async_trait::async_trait]
+impl Transport for NoNetwork {
+    async fn post_json(&self, _: &str, _: &str, _: Vec<u8>) -> Result<Response, NetError> {
+        Err(NetError::Connect(
+            "this command does not use the network".to_owned(),
+        ))
+    }
+}
+
 /// The HTTP(S) transport: rustls, no redirects, bounded time and body.
 #[derive(Debug)]
 pub struct HttpTransport {
@@ -443,6 +457,15 @@ mod tests {
         );
         assert!(seen.head.contains(&agent), "{}", seen.head);
         assert_eq!(seen.body, sent);
+    }
+
+    #[tokio::test]
+    async fn no_network_fails_every_request_as_a_connection_failure() {
+        // A connection failure is "offline" to the agent, never a lock.
+        let got = NoNetwork
+            .post_json("https://cp.example/licenses/x/heartbeat", "k", Vec::new())
+            .await;
+        assert!(matches!(got, Err(NetError::Connect(_))), "{got:?}");
     }
 
     #[tokio::test]
