@@ -219,7 +219,7 @@ async fn until_not_busy<T>(
 /// store must then be free, or the answer would be a guess.
 fn idle_agent(common: &Common) -> Result<Arc<Agent>> {
     // `status` and `check` only read local state. An HTTPS client would load
-    // the platform's CA certificates, about a fifth of an offline `check`.
+    // the platform's CA certificates, about a quarter of an offline `check`.
     let agent = open_agent_with(common, Arc::new(NoNetwork))?;
     if let Some(busy) = agent.busy() {
         bail!("{busy} (its status socket did not answer)");
