@@ -40,6 +40,20 @@ fn event(action: &str, target: &str) -> AuditEvent {
     }
 }
 
+/// Commits a change that is one audit record and nothing else.
+async fn append(store: &dyn Store, action: &str, target: &str) {
+    store
+        .commit(
+            Change {
+                audit: vec![event(action, target)],
+                ..Change::default()
+            },
+            AT,
+        )
+        .await
+        .unwrap();
+}
+
 /// The `n`th test license id (ids sort as `n` does).
 fn id(n: u32) -> LicenseId {
     LicenseId::parse(&format!("lic_{:032x}", u128::from(n) * 7919)).unwrap()
@@ -832,16 +846,7 @@ async fn sync_health_and_an_intact_chain(kind: StoreKind) {
     store.sync().await.unwrap();
     assert_eq!(store.verify_audit().await.unwrap(), Ok(0));
     for i in 0..5 {
-        store
-            .commit(
-                Change {
-                    audit: vec![event("settings.update", &format!("t{i}"))],
-                    ..Change::default()
-                },
-                AT,
-            )
-            .await
-            .unwrap();
+        append(store, "settings.update", &format!("t{i}")).await;
     }
     store.sync().await.unwrap();
     store.health().await.unwrap();
@@ -858,16 +863,7 @@ async fn the_chain_verifies_while_it_grows(kind: StoreKind) {
         let store = t.store.clone();
         tokio::spawn(async move {
             for i in 0..300 {
-                store
-                    .commit(
-                        Change {
-                            audit: vec![event("license.issue", &format!("t{i}"))],
-                            ..Change::default()
-                        },
-                        AT,
-                    )
-                    .await
-                    .unwrap();
+                append(store.as_ref(), "license.issue", &format!("t{i}")).await;
             }
         })
     };
@@ -1103,16 +1099,7 @@ async fn postgres_with_five_records() -> Option<(TestStore, PgStore)> {
     }
     let t = TestStore::new(StoreKind::Postgres).await;
     for i in 0..5 {
-        t.store
-            .commit(
-                Change {
-                    audit: vec![event("settings.update", &format!("t{i}"))],
-                    ..Change::default()
-                },
-                AT,
-            )
-            .await
-            .unwrap();
+        append(t.store.as_ref(), "settings.update", &format!("t{i}")).await;
     }
     assert_eq!(t.store.verify_audit().await.unwrap(), Ok(5));
     let StoreLocation::Postgres(url) = &t.location else {
